@@ -1,0 +1,3 @@
+from stockstream.cli import main
+
+main()

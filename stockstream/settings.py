@@ -1,0 +1,70 @@
+"""One typed settings object, read from environment variables (prefix ``STOCKSTREAM_``).
+
+Every process (worker, adapters, simulators, CLI) reads the same object, so a deployment is
+configured in one place: a ConfigMap / Secret in Kubernetes, an env file with docker-compose.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Platform = Literal["tmall", "jd", "douyin", "pdd"]
+
+
+class ShopCredentials(BaseModel):
+    """One marketplace shop: the app credentials the platform issued and the seller's token."""
+
+    platform: Platform
+    shop_id: str
+    app_key: str
+    app_secret: SecretStr
+    # Taobao calls it `session`, JD and Douyin and PDD `access_token`: the seller's authorization.
+    access_token: SecretStr = SecretStr("")
+    api_base_url: str = ""
+    # Whether an unpaid order already holds stock on this channel (reserve-on-order) or only
+    # once paid (reserve-on-payment). Platforms and brands differ.
+    reserve_unpaid: bool = False
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="STOCKSTREAM_", env_nested_delimiter="__", extra="ignore")
+
+    # Kafka. KAFKA_BOOTSTRAP_SERVERS is honoured too: it is what most platforms already export.
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:19092",
+        validation_alias=AliasChoices("STOCKSTREAM_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    topic_prefix: str = ""
+    partitions: int = Field(default=4, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+
+    # Worker
+    app_id: str = "stockstream"
+    data_dir: Path = Path(".stockstream/data")
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    log_level: str = "warning"
+
+    # Embedded local broker (no Docker): resolved from Maven Central, cached, KRaft single node.
+    kafka_version: str = "4.3.0"
+    kafka_home: Path = Path.home() / ".cache" / "stockstream" / "kafka"
+    kafka_port: int = 19092
+    kafka_controller_port: int = 19093
+    kafka_heap: str = "768m"
+
+    # Marketplace shops and their credentials (JSON list in STOCKSTREAM_SHOPS).
+    shops: list[ShopCredentials] = Field(default_factory=list)
+
+    def topic(self, name: str) -> str:
+        """Physical topic name for a logical one, with the deployment's prefix."""
+        return f"{self.topic_prefix}{name}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
