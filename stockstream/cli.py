@@ -40,6 +40,14 @@ def kafka_status() -> None:
     raise typer.Exit(0 if status.serving else 1)
 
 
+@app.command("worker")
+def worker() -> None:
+    """Run a stream worker: ingest batcher, normalizer, stock state, web API. Scale out by running more."""
+    from streams.worker import run_worker
+
+    run_worker(get_settings())
+
+
 @app.command("topics")
 def topics() -> None:
     """Create every declared topic that does not exist yet."""

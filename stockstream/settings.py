@@ -6,9 +6,10 @@ configured in one place: a ConfigMap / Secret in Kubernetes, an env file with do
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Optional
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -29,10 +30,14 @@ class ShopCredentials(BaseModel):
     # Whether an unpaid order already holds stock on this channel (reserve-on-order) or only
     # once paid (reserve-on-payment). Platforms and brands differ.
     reserve_unpaid: bool = False
+    # The brand's warehouse that ships this shop's orders (SHIP takes stock off its on_hand).
+    fulfilment_location: Optional[str] = None
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="STOCKSTREAM_", env_nested_delimiter="__", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="STOCKSTREAM_", env_nested_delimiter="__", extra="ignore", populate_by_name=True
+    )
 
     # Kafka. KAFKA_BOOTSTRAP_SERVERS is honoured too: it is what most platforms already export.
     bootstrap_servers: str = Field(
@@ -59,6 +64,29 @@ class Settings(BaseSettings):
 
     # Marketplace shops and their credentials (JSON list in STOCKSTREAM_SHOPS).
     shops: list[ShopCredentials] = Field(default_factory=list)
+    # Where orders of shops without a configured fulfilment location ship from.
+    default_location: str = "main"
+
+    # Platform SKU / merchant code -> master SKU map (CSV). Unset: merchant codes are master SKUs.
+    catalog_path: Optional[Path] = None
+
+    def shop(self, platform: str, shop_id: str) -> Optional[ShopCredentials]:
+        for shop in self.shops:
+            if shop.platform == platform and shop.shop_id == shop_id:
+                return shop
+        return None
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as environment variables: how a child process (worker, adapter) gets them."""
+        env = {}
+        for name, value in self.model_dump(mode="json", exclude={"shops"}).items():
+            if value is not None:
+                env[f"STOCKSTREAM_{name.upper()}"] = str(value)
+        env["STOCKSTREAM_SHOPS"] = json.dumps(
+            [{**shop.model_dump(mode="json"), "app_secret": shop.app_secret.get_secret_value(),
+              "access_token": shop.access_token.get_secret_value()} for shop in self.shops]
+        )
+        return env
 
     def topic(self, name: str) -> str:
         """Physical topic name for a logical one, with the deployment's prefix."""

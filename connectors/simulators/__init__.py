@@ -1,0 +1,1 @@
+"""Offline stand-ins for the marketplaces: traffic generators now, platform API simulators next."""

@@ -1,0 +1,10 @@
+"""Full names of the top-level schemas (the values of stockstream.topics.TopicSpec.schema)."""
+
+MOVEMENT = "stockstream.Movement"
+MOVEMENT_BATCH = "stockstream.MovementBatch"
+RAW_RECORD = "stockstream.RawRecord"
+INGEST_BATCH = "stockstream.IngestBatch"
+ATS_SNAPSHOT = "stockstream.AtsSnapshot"
+ALLOCATION_CHANGE = "stockstream.AllocationChange"
+ERP_JOURNAL_ENTRY = "stockstream.ErpJournalEntry"
+QUARANTINE_RECORD = "stockstream.QuarantineRecord"

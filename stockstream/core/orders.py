@@ -1,0 +1,430 @@
+"""Order lines -> reserve / release / ship movements, exactly once, whatever the delivery order.
+
+Each line has a stock *effect*: NONE, RESERVED or SHIPPED, given by its status:
+
+    CREATED           RESERVED if the channel reserves unpaid orders, else NONE
+    PAID              RESERVED
+    SHIPPED/FINISHED  SHIPPED
+    CLOSED            SHIPPED if `shipped` (a refund after shipment: goods come back, if at all,
+                      through the warehouse return flow), else NONE
+
+Movements are the change of effect:
+
+    NONE -> RESERVED      RESERVE q
+    RESERVED -> NONE      RELEASE q          (only when the line closes, see below)
+    RESERVED -> SHIPPED   SHIP q             (SHIP consumes the reserve and takes q off on_hand)
+    NONE -> SHIPPED       RESERVE q, SHIP q  (so SHIP always consumes a reserve)
+    SHIPPED -> anything   nothing            (shipping is irreversible)
+
+Effects only move forward: a reserved line is released only by CLOSED, which is terminal (a
+CREATED update on a channel whose `reserve_unpaid` was switched off meanwhile keeps the reserve).
+So each movement type happens at most once per line and component, and its id
+``movement_id(platform, shop, order, line, sku, type)`` is unique and the same whichever message
+caused it.
+
+Ordering: an update is applied to a line only if its (status rank, modified_ms) is above what the
+line applied; equal is a duplicate, lower is stale. A push and a poll snapshot of the same change
+yield one movement. Out-of-order delivery ends in the same effects and the same SHIP movements as
+in-order delivery; it may skip a RESERVE + RELEASE pair that in-order delivery would have emitted
+(a line whose CLOSED arrives before its PAID is never reserved): the net stock is the same.
+
+Bundles: a line resolves to components [(master SKU, units per unit)]; each component moves
+line quantity x component quantity. Components are resolved once, when the line first needs a
+movement, and kept: RELEASE and SHIP later consume exactly what was reserved even if the catalog
+changed. An update with a line that needs resolving and cannot be resolved is not applied at all
+(state unchanged, `deferred`, `unmapped` lists the codes): re-submit it later (through a retry
+stream) and it applies as if it had just arrived.
+
+Crash idempotency: the state keeps, per Kafka source stream (`Origin.stream`), the highest position
+(offset, index) that changed this order, and the movements derived at the last `MEMO_PER_STREAM`
+positions that produced any. Input at or below that mark is a replay: it gets back exactly the
+movements first derived from it (same ids, same origins) and changes nothing, because the crash
+may have lost those outputs after the state was saved. A replayed position that produced nothing
+first time (duplicate, or deferred) produces nothing again; if it was deferred it is reported
+deferred again (never emitted at a passed position: the SKU's origin mark would drop it).
+
+`origin.index` is the base index of this update within its Kafka record: movement i gets
+``index = origin.index + i``. Several updates in one record need disjoint, increasing bases
+(e.g. ``item_no * 1024``) that are the same when the record is processed again.
+
+`apply_order_update` mutates the state it is given (when `changed`) and returns it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Callable, Mapping, Optional, Sequence
+
+from stockstream.core.model import LineStatus, LineUpdate, OrderUpdate, SkuComponent
+from stockstream.core.movements import Movement, MovementType, Origin, movement_id
+
+# Bound of the replay memory: positions with movements remembered per stream, and streams per
+# order (least recently used dropped). An order gets a handful of messages between two commits of
+# its input partition; a crash replays at most those.
+MEMO_PER_STREAM = 8
+MAX_STREAMS = 4
+
+# Which movements a line has emitted: a bit mask (its effect follows from it).
+RESERVE_BIT = 1
+RELEASE_BIT = 2
+SHIP_BIT = 4
+_BIT_TYPE = {RESERVE_BIT: MovementType.RESERVE, RELEASE_BIT: MovementType.RELEASE, SHIP_BIT: MovementType.SHIP}
+
+_CLOSED = int(LineStatus.CLOSED)
+
+# resolve(platform, line) -> components of one unit of the line, or None if unknown.
+Resolver = Callable[[str, LineUpdate], Optional[Sequence[SkuComponent]]]
+
+
+class Effect(IntEnum):
+    NONE = 0
+    RESERVED = 1
+    SHIPPED = 2
+
+
+def line_effect(status: LineStatus, shipped: bool, reserve_unpaid: bool) -> Effect:
+    if status is LineStatus.PAID:
+        return Effect.RESERVED
+    if status is LineStatus.SHIPPED or status is LineStatus.FINISHED:
+        return Effect.SHIPPED
+    if status is LineStatus.CREATED:
+        return Effect.RESERVED if reserve_unpaid else Effect.NONE
+    return Effect.SHIPPED if shipped else Effect.NONE  # CLOSED
+
+
+def _effect_of(emitted: int) -> Effect:
+    if emitted & SHIP_BIT:
+        return Effect.SHIPPED
+    if emitted & RESERVE_BIT and not emitted & RELEASE_BIT:
+        return Effect.RESERVED
+    return Effect.NONE
+
+
+@dataclass(slots=True)
+class LineState:
+    rank: int  # LineStatus value last applied
+    modified_ms: int  # with rank: the ordering key of the last applied update
+    quantity: int
+    merchant_code: Optional[str]
+    platform_sku_id: str
+    emitted: int = 0  # RESERVE_BIT | RELEASE_BIT | SHIP_BIT
+    # (master SKU, units for the whole line), fixed when the line first moved stock.
+    components: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def effect(self) -> Effect:
+        return _effect_of(self.emitted)
+
+    @property
+    def final(self) -> bool:
+        """Nothing this line can still do to stock: closed, or shipped (irreversible)."""
+        return self.rank >= _CLOSED or bool(self.emitted & SHIP_BIT)
+
+    def to_list(self) -> list:
+        return [
+            self.rank,
+            self.modified_ms,
+            self.quantity,
+            self.emitted,
+            self.merchant_code,
+            self.platform_sku_id,
+            [x for component in self.components for x in component],
+        ]
+
+    @classmethod
+    def from_list(cls, data: Sequence) -> "LineState":
+        flat = data[6]
+        components = tuple((flat[i], flat[i + 1]) for i in range(0, len(flat), 2))
+        return cls(data[0], data[1], data[2], data[4], data[5], data[3], components)
+
+
+# One memorised position: the movements derived there, as (line_id, sku, type bit, quantity);
+# everything else of a movement follows from the order and these.
+MemoItem = tuple[str, str, int, int]
+
+
+@dataclass(slots=True)
+class MemoEntry:
+    offset: int
+    index: int
+    event_time_ms: int
+    location: Optional[str]
+    items: tuple[MemoItem, ...]
+
+    def to_list(self) -> list:
+        return [self.offset, self.index, self.event_time_ms, self.location, [x for item in self.items for x in item]]
+
+    @classmethod
+    def from_list(cls, data: Sequence) -> "MemoEntry":
+        flat = data[4]
+        items = tuple((flat[i], flat[i + 1], flat[i + 2], flat[i + 3]) for i in range(0, len(flat), 4))
+        return cls(data[0], data[1], data[2], data[3], items)
+
+
+@dataclass(slots=True)
+class StreamMark:
+    offset: int
+    index: int
+    memo: list[MemoEntry] = field(default_factory=list)  # oldest first, at most MEMO_PER_STREAM
+
+    def find(self, offset: int, index: int) -> Optional[MemoEntry]:
+        for entry in self.memo:
+            if entry.offset == offset and entry.index == index:
+                return entry
+        return None
+
+
+@dataclass(slots=True)
+class OrderState:
+    platform: str
+    shop_id: str
+    order_id: str
+    lines: dict[str, LineState] = field(default_factory=dict)
+    marks: dict[str, StreamMark] = field(default_factory=dict)  # least recently changed first
+    updated_ms: int = 0  # newest modified_ms applied
+    settled: bool = False  # tombstone: see `settle`
+
+    @property
+    def channel(self) -> str:
+        return f"{self.platform}:{self.shop_id}"
+
+    def to_dict(self) -> dict:
+        data: dict = {"p": self.platform, "s": self.shop_id, "o": self.order_id, "t": self.updated_ms}
+        if self.lines:
+            data["l"] = {line_id: line.to_list() for line_id, line in self.lines.items()}
+        if self.marks:
+            data["m"] = {
+                stream: [mark.offset, mark.index, [entry.to_list() for entry in mark.memo]]
+                for stream, mark in self.marks.items()
+            }
+        if self.settled:
+            data["x"] = 1
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "OrderState":
+        return cls(
+            data["p"],
+            data["s"],
+            data["o"],
+            {line_id: LineState.from_list(line) for line_id, line in data.get("l", {}).items()},
+            {
+                stream: StreamMark(mark[0], mark[1], [MemoEntry.from_list(e) for e in mark[2]])
+                for stream, mark in data.get("m", {}).items()
+            },
+            data["t"],
+            bool(data.get("x")),
+        )
+
+
+@dataclass(slots=True)
+class OrderResult:
+    state: OrderState
+    movements: list[Movement]
+    changed: bool = False  # the state was modified: save it
+    replay: bool = False  # the origin had already been processed by this order
+    deferred: bool = False  # not applied: re-submit the update later (through a retry stream)
+    unmapped: tuple[str, ...] = ()  # merchant codes (platform SKU id when none) that did not resolve
+
+
+# --- planning: decide everything before touching the state (all-or-nothing) ----------------------
+
+
+@dataclass(slots=True)
+class _Plan:
+    lines: dict[str, LineState]  # new line states
+    emits: list[tuple[str, tuple[int, ...], tuple[tuple[str, int], ...]]]  # (line_id, type bits, components)
+    unmapped: list[str]
+
+
+def _resolve_components(resolve: Resolver, platform: str, line: LineUpdate) -> Optional[tuple[tuple[str, int], ...]]:
+    found = resolve(platform, line)
+    if found is None:
+        return None
+    units: dict[str, int] = {}
+    for component in found:  # one entry per SKU: movement ids are per line and SKU
+        units[component.master_sku] = units.get(component.master_sku, 0) + component.quantity * line.quantity
+    return tuple(units.items())
+
+
+def _plan(state: OrderState, update: OrderUpdate, reserve_unpaid: bool, resolve: Resolver) -> _Plan:
+    modified_ms = update.modified_ms
+    new_lines: dict[str, LineState] = {}
+    emits = []
+    unmapped: list[str] = []
+    for lu in update.lines:
+        rank = int(lu.status)
+        current = new_lines.get(lu.line_id) or state.lines.get(lu.line_id)
+        if current is None:
+            emitted, components = 0, ()
+        elif current.rank >= _CLOSED or (rank, modified_ms) <= (current.rank, current.modified_ms):
+            continue  # closed (terminal), duplicate or stale
+        else:
+            emitted, components = current.emitted, current.components
+
+        before = _effect_of(emitted)
+        target = line_effect(lu.status, lu.shipped, reserve_unpaid)
+        bits: tuple[int, ...] = ()
+        if before is Effect.NONE and not emitted & RELEASE_BIT:
+            if target is Effect.RESERVED:
+                bits = (RESERVE_BIT,)
+            elif target is Effect.SHIPPED:
+                bits = (RESERVE_BIT, SHIP_BIT)
+        elif before is Effect.RESERVED:
+            if target is Effect.SHIPPED:
+                bits = (SHIP_BIT,)
+            elif target is Effect.NONE and rank >= _CLOSED:
+                bits = (RELEASE_BIT,)
+        if bits and not components:
+            resolved = _resolve_components(resolve, update.platform, lu)
+            if resolved is None:
+                unmapped.append(lu.merchant_code or lu.platform_sku_id)
+                continue
+            components = resolved
+        for bit in bits:
+            emitted |= bit
+        new_lines[lu.line_id] = LineState(
+            rank, modified_ms, lu.quantity, lu.merchant_code, lu.platform_sku_id, emitted, components
+        )
+        if bits:
+            emits.append((lu.line_id, bits, components))
+    return _Plan(new_lines, emits, unmapped)
+
+
+# --- movements ----------------------------------------------------------------------------------
+
+
+def _movements(
+    state: OrderState,
+    items: Sequence[MemoItem],
+    event_time_ms: int,
+    location: Optional[str],
+    stream: Optional[str],
+    offset: int,
+    base_index: int,
+) -> list[Movement]:
+    platform, shop_id, order_id = state.platform, state.shop_id, state.order_id
+    channel = state.channel
+    out = []
+    for i, (line_id, sku, bit, quantity) in enumerate(items):
+        mtype = _BIT_TYPE[bit]
+        out.append(
+            Movement(
+                movement_id=movement_id(platform, shop_id, order_id, line_id, sku, mtype.value),
+                type=mtype,
+                sku=sku,
+                quantity=quantity,
+                event_time_ms=event_time_ms,
+                location=location if bit == SHIP_BIT else None,
+                channel=channel,
+                platform=platform,
+                reference=order_id,
+                line=line_id,
+                origin=None if stream is None else Origin(stream, offset, base_index + i),
+            )
+        )
+    return out
+
+
+def _remember(state: OrderState, origin: Origin, entry: Optional[MemoEntry]) -> None:
+    mark = state.marks.pop(origin.stream, None)  # re-inserted last: the dict is in LRU order
+    if mark is None:
+        mark = StreamMark(origin.offset, origin.index)
+        while len(state.marks) >= MAX_STREAMS:
+            del state.marks[next(iter(state.marks))]
+    elif (origin.offset, origin.index) > (mark.offset, mark.index):
+        mark.offset, mark.index = origin.offset, origin.index
+    if entry is not None:
+        mark.memo.append(entry)
+        if len(mark.memo) > MEMO_PER_STREAM:
+            del mark.memo[0]
+    state.marks[origin.stream] = mark
+
+
+# --- the entry point ----------------------------------------------------------------------------
+
+
+def apply_order_update(
+    state: Optional[OrderState],
+    update: OrderUpdate,
+    *,
+    resolve: Resolver,
+    reserve_unpaid: bool,
+    fulfilment_location: str,
+    origin: Optional[Origin] = None,
+) -> OrderResult:
+    """Apply one platform statement about an order. `state` None: the order is new (the result's
+    state is then a fresh one; save it only if `changed`). `reserve_unpaid` is the channel's
+    policy, `fulfilment_location` where SHIP takes stock from, `origin` the Kafka position of the
+    input (None: no replay protection)."""
+    if state is None:
+        state = OrderState(update.platform, update.shop_id, update.order_id)
+    elif (state.platform, state.shop_id, state.order_id) != (update.platform, update.shop_id, update.order_id):
+        raise ValueError(
+            f"update for {update.platform}:{update.shop_id}:{update.order_id} applied to state of "
+            f"{state.platform}:{state.shop_id}:{state.order_id}"
+        )
+    if state.settled:
+        return OrderResult(state, [])
+
+    if origin is not None:
+        mark = state.marks.get(origin.stream)
+        if mark is not None and (origin.offset, origin.index) <= (mark.offset, mark.index):
+            entry = mark.find(origin.offset, origin.index)
+            if entry is not None:
+                movements = _movements(
+                    state, entry.items, entry.event_time_ms, entry.location, origin.stream, entry.offset, entry.index
+                )
+                return OrderResult(state, movements, replay=True)
+            # Nothing remembered: it produced no movements first time (or is older than the memo).
+            # Whatever it would do now cannot be emitted at this passed position.
+            plan = _plan(state, update, reserve_unpaid, resolve)
+            would_change = bool(plan.unmapped or plan.lines)
+            return OrderResult(state, [], replay=True, deferred=would_change, unmapped=tuple(plan.unmapped))
+
+    plan = _plan(state, update, reserve_unpaid, resolve)
+    if plan.unmapped:
+        return OrderResult(state, [], deferred=True, unmapped=tuple(plan.unmapped))
+    if not plan.lines:
+        return OrderResult(state, [])  # duplicate or stale: nothing to save
+
+    state.lines.update(plan.lines)
+    if update.modified_ms > state.updated_ms:
+        state.updated_ms = update.modified_ms
+    items: list[MemoItem] = [
+        (line_id, sku, bit, quantity) for line_id, bits, components in plan.emits for bit in bits for sku, quantity in components
+    ]
+    if origin is None:
+        movements = _movements(state, items, update.modified_ms, fulfilment_location, None, 0, 0)
+    else:
+        entry = None
+        if items:
+            entry = MemoEntry(origin.offset, origin.index, update.modified_ms, fulfilment_location, tuple(items))
+        _remember(state, origin, entry)
+        movements = _movements(state, items, update.modified_ms, fulfilment_location, origin.stream, origin.offset, origin.index)
+    return OrderResult(state, movements, changed=True)
+
+
+# --- expiry -------------------------------------------------------------------------------------
+
+
+def is_settled(state: OrderState, now_ms: int, retention_ms: int) -> bool:
+    """Every line is final (closed or shipped) and nothing changed for `retention_ms` (platform
+    time). Then no message can move stock any more, except that a *deleted* order would take a
+    late duplicate for a new order and reserve + ship it again: so `settle` it into a tombstone,
+    and delete tombstones only after the longest time a platform may still re-deliver it."""
+    return (
+        not state.settled
+        and bool(state.lines)
+        and all(line.final for line in state.lines.values())
+        and now_ms - state.updated_ms >= retention_ms
+    )
+
+
+def settle(state: OrderState) -> OrderState:
+    """Shrink a settled order to a tombstone that ignores every further update (mutates)."""
+    state.lines.clear()
+    state.marks.clear()
+    state.settled = True
+    return state

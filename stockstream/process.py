@@ -1,0 +1,85 @@
+"""Start, stop and kill stockstream worker processes: for the demo, the tests and the benchmarks.
+
+Workers run as real OS processes (``python -m stockstream worker``), so crash tests kill -9 a
+real process and restarts recover from real changelogs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Optional
+
+from stockstream.settings import Settings
+
+
+class WorkerProcess:
+    def __init__(self, settings: Settings, log_path: Optional[Path] = None) -> None:
+        self.settings = settings
+        self.log_path = log_path or Path(settings.data_dir) / f"worker-{settings.web_port}.log"
+        self.process: Optional[subprocess.Popen] = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.web_host}:{self.settings.web_port}"
+
+    def start(self) -> "WorkerProcess":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **self.settings.to_env(), "PYTHONUNBUFFERED": "1"}
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "stockstream", "worker"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Until the worker's web server answers (it starts once the app has joined its group)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive:
+                raise RuntimeError(f"worker exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/ats/__ready_probe__", timeout=2):
+                    return
+            except urllib.error.HTTPError:
+                return  # any HTTP answer means the server is up
+            except OSError:
+                time.sleep(0.25)
+        raise TimeoutError(f"worker not ready after {timeout}s:\n{self.log_tail()}")
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM: Faust commits and closes; SIGKILL if it does not finish in time."""
+        if not self.alive:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def kill(self) -> None:
+        """kill -9: no commit, no flush, no goodbye. What a crash test wants."""
+        if self.alive:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def log_tail(self, lines: int = 40) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"

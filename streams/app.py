@@ -1,0 +1,100 @@
+"""The Faust application: topics, tables, agents and views wired from one Settings object.
+
+Agents are thin: decode a batch record, hand it to a plain processor (streams/normalize.py,
+streams/stock.py) together with the table it may read and write, emit what the processor returns.
+Every agent runs with concurrency 1 per partition: with more, Faust can commit an offset past an
+event still being processed (faust-streaming#606).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+
+from stockstream.settings import Settings
+from stockstream.topics import ATS, INGEST, MOVEMENTS, QUARANTINE
+from streams.tables import TableStore
+
+RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+
+
+@dataclass
+class Pipeline:
+    app: faust.App
+    settings: Settings
+    orders: faust.Table
+    stock: faust.Table
+
+
+def create_app(settings: Settings) -> Pipeline:
+    app = faust.App(
+        # The prefix is part of the id so that consumer groups and changelog topics of two
+        # deployments (or two tests) sharing one cluster never meet.
+        settings.topic(settings.app_id),
+        broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
+        store="rocksdb://",
+        datadir=str(settings.data_dir),
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        canonical_url=f"http://{settings.web_host}:{settings.web_port}",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        consumer_auto_offset_reset="earliest",
+        # Each record is a batch of hundreds of events: few records per poll keep latency low.
+        broker_max_poll_records=200,
+        broker_commit_interval=1.0,
+        # Batch produce requests a little instead of one request per message.
+        producer_linger=0.005,
+        producer_acks=-1,
+        producer_enable_idempotence=True,
+        table_standby_replicas=1,
+    )
+    orders = app.Table("orders", partitions=settings.partitions, options={"driver": "rocksdict"}, **RAW)
+    stock = app.Table("stock", partitions=settings.partitions, options={"driver": "rocksdict"}, **RAW)
+    pipeline = Pipeline(app=app, settings=settings, orders=orders, stock=stock)
+    _wire_order_agent(pipeline)
+    _wire_stock_agent(pipeline)
+    from streams.web import register_views
+
+    register_views(pipeline)
+    return pipeline
+
+
+def _topic(app: faust.App, settings: Settings, name: str) -> faust.TopicT:
+    return app.topic(settings.topic(name), partitions=settings.partitions, internal=False, **RAW)
+
+
+def _wire_order_agent(pipeline: Pipeline) -> None:
+    from streams.normalize import Normalizer
+
+    app, settings = pipeline.app, pipeline.settings
+    ingest = _topic(app, settings, INGEST.name)
+    movements = _topic(app, settings, MOVEMENTS.name)
+    quarantine = _topic(app, settings, QUARANTINE.name)
+    normalizer = Normalizer(settings)
+
+    @app.agent(ingest, name="normalize", concurrency=1)
+    async def normalize(stream):
+        async for event in stream.events():
+            output = normalizer.process(event.value, event.message.partition, TableStore(pipeline.orders))
+            for partition, value in output.movement_batches:
+                await movements.send(value=value, partition=partition)
+            for key, value in output.quarantined:
+                await quarantine.send(key=key, value=value)
+
+
+def _wire_stock_agent(pipeline: Pipeline) -> None:
+    from streams.stock import StockProcessor
+
+    app, settings = pipeline.app, pipeline.settings
+    movements = _topic(app, settings, MOVEMENTS.name)
+    ats = _topic(app, settings, ATS.name)
+    processor = StockProcessor(settings)
+
+    @app.agent(movements, name="stock", concurrency=1)
+    async def apply_movements(stream):
+        async for event in stream.events():
+            output = processor.process(event.value, event.message.partition, TableStore(pipeline.stock))
+            for key, value in output.ats_records:
+                await ats.send(key=key, value=value)

@@ -1,0 +1,14 @@
+"""Key -> partition, the same way the Java client, aiokafka and Faust's router do it.
+
+Everything stockstream writes to a keyed-state topic is partitioned with this function, so that a
+key lands on the same partition number in every co-partitioned topic, and Faust's table routing
+(`app.table_route`, which hashes the key the same way) finds the worker that owns it.
+"""
+
+from __future__ import annotations
+
+from aiokafka.partitioner import murmur2
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    return (murmur2(key) & 0x7FFFFFFF) % partitions

@@ -1,0 +1,41 @@
+"""Run one stockstream worker process: the ingest batcher thread plus the Faust worker."""
+
+from __future__ import annotations
+
+import faust
+import mode
+
+from stockstream.settings import Settings
+from stockstream.topics import ensure_topics
+from streams.app import create_app
+from streams.ingest import IngestBatcher
+
+
+class IngestBatcherService(mode.Service):
+    """Ties the batcher thread's life to the worker's: started with it, stopped with it, and a
+    failed batcher crashes the worker so that the orchestrator restarts the whole process."""
+
+    def __init__(self, settings: Settings, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.batcher = IngestBatcher(settings)
+
+    async def on_start(self) -> None:
+        self.batcher.start()
+
+    async def on_stop(self) -> None:
+        self.batcher.stop()
+
+    @mode.Service.timer(1.0)
+    async def _watch(self) -> None:
+        if self.batcher.failure is not None:
+            await self.crash(self.batcher.failure)
+
+
+def run_worker(settings: Settings) -> None:
+    ensure_topics(settings)
+    pipeline = create_app(settings)
+    worker = faust.Worker(pipeline.app, IngestBatcherService(settings), loglevel=settings.log_level, quiet=True)
+    # Faust's spinner sets the root logger to DEBUG at WARN level: every debug call in faust and
+    # aiokafka then builds a LogRecord (~10% CPU measured). Workers run without it.
+    worker.spinner = None
+    worker.execute_from_commandline()
