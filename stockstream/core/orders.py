@@ -70,6 +70,7 @@ RESERVE_BIT = 1
 RELEASE_BIT = 2
 SHIP_BIT = 4
 _BIT_TYPE = {RESERVE_BIT: MovementType.RESERVE, RELEASE_BIT: MovementType.RELEASE, SHIP_BIT: MovementType.SHIP}
+_BIT_NAME = {bit: mtype.value for bit, mtype in _BIT_TYPE.items()}  # the type as it enters the id
 
 _CLOSED = int(LineStatus.CLOSED)
 
@@ -311,7 +312,7 @@ def _movements(
         mtype = _BIT_TYPE[bit]
         out.append(
             Movement(
-                movement_id=movement_id(platform, shop_id, order_id, line_id, sku, mtype.value),
+                movement_id=movement_id(platform, shop_id, order_id, line_id, sku, _BIT_NAME[bit]),
                 type=mtype,
                 sku=sku,
                 quantity=quantity,

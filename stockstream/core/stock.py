@@ -113,7 +113,7 @@ class StockState:
         if self.locations:
             data["l"] = {name: loc.to_list() for name, loc in self.locations.items()}
         if self.reserved:
-            data["r"] = self.reserved
+            data["r"] = dict(self.reserved)
         if self.safety_stock_ms is not None:
             data["ss"] = [self.safety_stock, self.safety_stock_ms]
         if self.presale_allowance_ms is not None:
