@@ -56,7 +56,7 @@ MAX_PAYLOAD_BYTES = 4 * 1024 * 1024
 
 
 class RejectError(Exception):
-    """Raised inside parsers to bail out; `guarded` turns it into `Rejected`."""
+    """Raised inside parsers to bail out; `guard` turns it into `Rejected`."""
 
     def __init__(self, code: str, reason: str) -> None:
         super().__init__(code, reason)
@@ -66,7 +66,7 @@ class RejectError(Exception):
 
 # Line id meaning "every line of the order". Some notifications name the order but not its lines
 # (PDD frames, oid-less TMC messages, Douyin pushes without s_ids); the core applies the status to
-# each line it knows. Stop-gap until OrderUpdate can carry an order-level status (see report).
+# each line it knows. Stop-gap until OrderUpdate can carry an order-level status (proposed).
 WHOLE_ORDER = "*"
 
 # --------------------------------------------------------------------------------------------
@@ -201,7 +201,7 @@ def _strip(obj: Any) -> tuple[Any, bool]:
     if isinstance(obj, list):
         items = [_strip(v) for v in obj]
         return [v for v, _ in items], any(c for _, c in items)
-    if isinstance(obj, str) and obj[:1] in ("{", "[") and obj[-1:] in ("}", "]"):
+    if isinstance(obj, str) and obj.strip()[:1] in ("{", "[") and obj.strip()[-1:] in ("}", "]"):
         try:
             inner = loads_json(obj)
         except (ValueError, RecursionError):
@@ -331,7 +331,7 @@ def id_str(value: Any, where: str) -> str:
             raise RejectError(BAD_ID, f"{where}: negative id {value}")
         return str(value)
     if isinstance(value, str):
-        if not _ID_RE.fullmatch(value):
+        if not _ID_RE.fullmatch(value) or value == WHOLE_ORDER:
             raise RejectError(BAD_ID, f"{where}: malformed id {_show(value)}")
         return value
     raise RejectError(WRONG_TYPE, f"{where}: id must be a string or integer, got {type(value).__name__}")
@@ -450,7 +450,8 @@ def format_gmt8(ms: int, millis: bool = False) -> str:
 def status_line(line_id: str, status: LineStatus, shipped: bool) -> LineUpdate:
     """A line known only by id and status (a notification without line details). SKU and quantity
     are None: the core knows them from an earlier message or waits for the next snapshot. The
-    model types them as required; this is the one place that departs from it (see report)."""
+    model still types them as required (a change to Optional is proposed); this is the one place
+    that departs from it."""
     return LineUpdate(
         line_id=line_id,
         platform_sku_id=None,  # type: ignore[arg-type]
@@ -539,7 +540,7 @@ def guarded(
     return guard(lambda: parse_doc(load_payload(payload_bytes(payload)), headers))
 
 
-def select_kind(headers: Any, doc: Any, kinds: Mapping[str, Any], detect: Callable[[Any], Optional[str]]) -> str:
+def select_kind(headers: Any, doc: Any, kinds: Sequence[str], detect: Callable[[Any], Optional[str]]) -> str:
     """The payload kind from the `kind` header, else recognised from the payload's shape."""
     kind = header(headers, RawHeader.KIND)
     if kind is not None:

@@ -144,7 +144,7 @@ def _detect(doc: Any) -> Optional[str]:
 
 
 def _parse_doc(doc: Any, headers: Any) -> tuple[OrderUpdate, ...]:
-    kind = base.select_kind(headers, doc, dict.fromkeys(KINDS), _detect)
+    kind = base.select_kind(headers, doc, KINDS, _detect)
     if kind == KIND_DETAIL:
         return (_parse_detail(doc, headers),)
     if isinstance(doc, list):

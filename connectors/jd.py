@@ -89,7 +89,7 @@ def _detect(doc: Any) -> Optional[str]:
 
 
 def _parse_doc(doc: Any, headers: Any) -> tuple[OrderUpdate, ...]:
-    kind = base.select_kind(headers, doc, dict.fromkeys(KINDS), _detect)
+    kind = base.select_kind(headers, doc, KINDS, _detect)
     if kind == KIND_ORDER:
         return (_parse_order(doc, headers, "order"),)
     return _parse_search(doc, headers)

@@ -108,14 +108,17 @@ def _detect(doc: Any) -> Optional[str]:
 
 
 def _parse_doc(doc: Any, headers: Any) -> tuple[OrderUpdate, ...]:
-    kind = base.select_kind(headers, doc, dict.fromkeys(KINDS), _detect)
+    kind = base.select_kind(headers, doc, KINDS, _detect)
     return _parse_frame(doc, headers) if kind == KIND_FRAME else (_parse_order(doc, headers),)
 
 
 def _frame_time_ms(value: Any, where: str) -> int:
     # Frame times are epoch ms (unconfirmed); a seconds value is recognised by its size, since
     # no ms timestamp after 1973 is below 1e11.
-    n = base.integer(value, where)
+    try:
+        n = base.integer(value, where)
+    except RejectError as exc:
+        raise RejectError(base.BAD_TIME, exc.reason) from None
     return base.epoch_ms(n * 1000 if 0 < n < 10**11 else n, where)
 
 

@@ -134,7 +134,7 @@ def _detect(doc: Any) -> Optional[str]:
 
 
 def _parse_doc(doc: Any, headers: Any) -> tuple[OrderUpdate, ...]:
-    kind = base.select_kind(headers, doc, dict.fromkeys(KINDS), _detect)
+    kind = base.select_kind(headers, doc, KINDS, _detect)
     return _parse_tmc(doc, headers) if kind == KIND_TMC else _parse_fullinfo(doc, headers)
 
 

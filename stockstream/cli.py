@@ -40,6 +40,17 @@ def kafka_status() -> None:
     raise typer.Exit(0 if status.serving else 1)
 
 
+@app.command("demo")
+def demo(
+    rate: float = typer.Option(20.0, help="raw marketplace messages per second"),
+    duration: float = typer.Option(0, help="stop after this many seconds (0: run until Ctrl-C)"),
+) -> None:
+    """Local demo: embedded Kafka, a worker, simulated shoppers and a live ATS table."""
+    from stockstream.demo import run_demo
+
+    run_demo(get_settings(), rate_per_second=rate, duration=duration or None)
+
+
 @app.command("worker")
 def worker() -> None:
     """Run a stream worker: ingest batcher, normalizer, stock state, web API. Scale out by running more."""

@@ -168,7 +168,7 @@ class Normalizer:
             if result.changed:
                 state.changed(key, result.state)
             if result.deferred or result.unmapped:
-                codes = ", ".join(result.unmapped) or "(see earlier record)"
+                codes = ", ".join(str(code) for code in result.unmapped) or "(see earlier record)"
                 reason = f"order {update.order_id}: no master SKU known for {codes}; retried when the catalog learns it"
                 output.quarantined.append((raw.get("key"), quarantine_record(raw, UNMAPPED_SKU, reason, retryable=True)))
             movements.extend(result.movements)

@@ -5,7 +5,9 @@ the shelves. Records its own ground truth, so a test can compare every SKU's ATS
 
 from __future__ import annotations
 
+import itertools
 import random
+from collections import deque
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -92,24 +94,27 @@ class TmallTraffic:
         ]
 
     def messages(self, count: int) -> Iterator[RawRecord]:
-        """`count` raw records: unique messages and, at `duplicate_rate`, redeliveries of them."""
-        unique = round(count * (1 - self.duplicate_rate))
-        produced: list[RawRecord] = []
-        pending: list[Iterator[RawRecord]] = []
-        while len(produced) < unique:
-            if not pending or self._random.random() < 0.3:
-                pending.append(self._order_messages())
-            stream = self._random.choice(pending)
-            record = next(stream, None)
-            if record is None:
-                pending.remove(stream)
+        """`count` raw records: new messages and, at `duplicate_rate`, redeliveries of recent ones."""
+        return itertools.islice(self.stream(), count)
+
+    def stream(self) -> Iterator[RawRecord]:
+        """Endless traffic: several orders in flight at once, each order's messages in order, and
+        redeliveries of recently delivered messages arriving a little later."""
+        recent: deque[RawRecord] = deque(maxlen=200)
+        in_flight: list[Iterator[RawRecord]] = []
+        while True:
+            if recent and self._random.random() < self.duplicate_rate:
+                yield self._random.choice(recent)
                 continue
-            produced.append(record)
-        duplicates = [self._random.choice(produced) for _ in range(count - unique)]
-        # Redeliveries arrive later than the original, in no particular order.
-        for position, record in sorted(((self._random.randrange(len(produced)), r) for r in duplicates), key=lambda x: x[0]):
-            produced.insert(min(position + self._random.randrange(1, 50), len(produced)), record)
-        yield from produced
+            if len(in_flight) < 20 or self._random.random() < 0.05:
+                in_flight.append(self._order_messages())
+            order = self._random.choice(in_flight)
+            record = next(order, None)
+            if record is None:
+                in_flight.remove(order)
+                continue
+            recent.append(record)
+            yield record
 
     def _order_messages(self) -> Iterator[RawRecord]:
         self._order_seq += 1
