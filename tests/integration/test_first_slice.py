@@ -27,6 +27,7 @@ def ats_over_http(worker: WorkerProcess, sku: str) -> int | None:
 def wait_for_truth(worker: WorkerProcess, truth, timeout: float) -> dict[str, tuple[int | None, int]]:
     deadline = time.monotonic() + timeout
     while True:
+        assert worker.alive, f"worker died:\n{worker.log_tail()}"
         wrong = {sku: (ats_over_http(worker, sku), truth.ats(sku)) for sku in truth.skus()}
         wrong = {sku: pair for sku, pair in wrong.items() if pair[0] != pair[1]}
         if not wrong or time.monotonic() > deadline:
