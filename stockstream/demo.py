@@ -62,11 +62,14 @@ def _ats_consumer(settings: Settings) -> Consumer:
 
 
 def _start_broker_if_needed(settings: Settings, console: Console):
-    from stockstream.kafka.local import LocalKafka
+    """The embedded broker, started, unless the configured bootstrap servers already answer."""
+    from stockstream.kafka.local import LocalKafka, kafka_answers
 
-    broker = LocalKafka.from_settings(settings)
-    if broker.status().serving:
+    if kafka_answers(settings.bootstrap_servers):
         return None
+    broker = LocalKafka.from_settings(settings)
+    if broker.bootstrap_servers != settings.bootstrap_servers:
+        raise SystemExit(f"no Kafka answers at {settings.bootstrap_servers}")
     console.print(f"starting embedded Kafka {broker.version} (first run resolves it from Maven Central)...")
     broker.start()
     return broker
