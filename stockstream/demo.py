@@ -80,12 +80,16 @@ def run_demo(settings: Settings, rate_per_second: float = 20.0, duration: float 
     broker = _start_broker_if_needed(settings, console)
     worker = None
     stop = threading.Event()
-    previous_sigterm = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Ctrl-C and SIGTERM end the loop at its next turn; a KeyboardInterrupt raised inside a
+    # librdkafka call would be deferred until that call returns, and could skip the cleanup.
+    previous_handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         ensure_topics(settings)
         console.print(f"starting a worker (web API on http://{settings.web_host}:{settings.web_port}/ats/<sku>)...")
         worker = WorkerProcess(settings).start()
         worker.wait_ready(timeout=120)
+        if stop.is_set():
+            return
         traffic = TmallTraffic(skus=SKUS, receipt_units=500, duplicate_rate=0.1, seed=int(time.time()))
         publisher = RawPublisher(settings)
         publisher.publish("warehouse", traffic.receipts())
@@ -109,7 +113,8 @@ def run_demo(settings: Settings, rate_per_second: float = 20.0, duration: float 
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous_sigterm)
+        for sig, handler in previous_handlers.items():
+            signal.signal(sig, handler)
         console.print("stopping the worker...")
         if worker is not None:
             worker.stop()

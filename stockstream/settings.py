@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".stockstream/data")
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    # How other workers reach this one (routed key lookups); defaults to web_host.
+    web_advertised_host: Optional[str] = None
     log_level: str = "warning"
 
     # Embedded local broker (no Docker): resolved from Maven Central, cached, KRaft single node.
