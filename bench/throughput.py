@@ -19,7 +19,7 @@ from pathlib import Path
 import orjson
 from confluent_kafka import Consumer
 
-from bench.lag import group_lag
+from stockstream.lag import group_lag
 from connectors.publisher import RawPublisher
 from connectors.simulators.tmall_traffic import TmallTraffic
 from stockstream.process import WorkerProcess

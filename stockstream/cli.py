@@ -59,6 +59,19 @@ def worker() -> None:
     run_worker(get_settings())
 
 
+@app.command("replay")
+def replay(
+    as_of: str = typer.Option("", help="rebuild as of this moment (epoch ms or ISO 8601 with offset)"),
+    sku: str = typer.Option("", help="only this master SKU"),
+) -> None:
+    """Rebuild every SKU's stock from the ledger and compare it with the published ATS."""
+    from stockstream.replay import replay as run_replay
+    from stockstream.timeparse import parse_moment
+
+    differing = run_replay(get_settings(), as_of_ms=parse_moment(as_of) if as_of else None, sku=sku or None)
+    raise typer.Exit(1 if differing else 0)
+
+
 @app.command("topics")
 def topics() -> None:
     """Create every declared topic that does not exist yet."""

@@ -73,6 +73,7 @@ class TmallTraffic:
         self._random = random.Random(self.seed)
         self._message_id = 10_000_000
         self._order_seq = 0
+        self.first_order_ms: int | None = None
 
     def receipts(self) -> list[RawRecord]:
         """One receipt document stocking every SKU at the location."""
@@ -132,6 +133,8 @@ class TmallTraffic:
         )
         lifecycle = self._random.choices([c for c, _ in LIFECYCLES], weights=[w for _, w in LIFECYCLES])[0]
         start = int(time.time() * 1000) // 1000 * 1000
+        if self.first_order_ms is None:
+            self.first_order_ms = start
         order = SimOrder(order_id, self.shop_id, LineStatus.CREATED, lines, start, start)
         for step, status in enumerate(lifecycle):
             order = order.advanced(status, start + step * 1000) if step else order

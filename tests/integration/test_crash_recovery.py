@@ -9,11 +9,25 @@ import pytest
 
 from connectors.publisher import RawPublisher
 from connectors.simulators.tmall_traffic import TmallTraffic
+from stockstream.core.stock import ats
+from stockstream.lag import group_lag
 from stockstream.process import WorkerProcess
 from stockstream.topics import ensure_topics
-from tests.support.ats import wait_for_expected
+from streams.ats_topic import latest_snapshots
+from streams.ledger import read_ledger, rebuild
+from tests.support.ats import ats_over_http, wait_for_expected
 
 pytestmark = pytest.mark.integration
+
+
+def pipeline_lag(settings) -> int:
+    """Records not yet committed by the batcher and the agents: work a kill interrupts."""
+    app = settings.topic(settings.app_id)
+    raw = [settings.topic("raw.tmall"), settings.topic("raw.warehouse")]
+    internal = [settings.topic("ingest"), settings.topic("movements")]
+    return group_lag(settings.bootstrap_servers, f"{app}-ingest", raw, settings.partitions) + group_lag(
+        settings.bootstrap_servers, app, internal, settings.partitions
+    )
 
 
 def test_kill_minus_9_twice_mid_stream_keeps_ats_exact(settings):
@@ -26,14 +40,26 @@ def test_kill_minus_9_twice_mid_stream_keeps_ats_exact(settings):
     worker = WorkerProcess(settings).start()
     try:
         worker.wait_ready()
+        unprocessed_at_kill = []
         for _crash in range(2):
-            publisher.publish("tmall", (next(messages) for _ in range(6_000)))
-            time.sleep(2.5)  # mid-stream: the worker is busy with this chunk
+            publisher.publish("tmall", (next(messages) for _ in range(7_000)))
+            time.sleep(1.5)  # mid-stream: the worker is busy with this chunk
+            unprocessed_at_kill.append(pipeline_lag(settings))
             worker.kill()
             worker.start()
             worker.wait_ready()
+        assert all(lag > 0 for lag in unprocessed_at_kill), f"a kill came after the work was done: {unprocessed_at_kill}"
         publisher.publish("tmall", messages)
         wrong = wait_for_expected(worker, traffic.truth.skus(), traffic.truth.ats, timeout=180)
         assert not wrong, f"{len(wrong)} SKUs differ after crashes (got, expected): {dict(list(wrong.items())[:10])}"
+        # Time travel: before the first order, only the receipt was there.
+        before_orders = traffic.first_order_ms - 1
+        assert ats_over_http(worker, "SKU-000", as_of=before_orders) == traffic.receipt_units
     finally:
         worker.stop()
+
+    # The ledger replays to the same numbers, and the compacted ats topic holds them too.
+    replayed = rebuild(read_ledger(settings))
+    assert {sku: ats(state) for sku, state in replayed.items()} == {sku: traffic.truth.ats(sku) for sku in traffic.truth.skus()}
+    published = latest_snapshots(settings)
+    assert {sku: snap["ats"] for sku, snap in published.items()} == {sku: traffic.truth.ats(sku) for sku in traffic.truth.skus()}

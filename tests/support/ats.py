@@ -10,9 +10,10 @@ from typing import Callable, Iterable, Optional
 from stockstream.process import WorkerProcess
 
 
-def ats_over_http(worker: WorkerProcess, sku: str) -> Optional[int]:
+def ats_over_http(worker: WorkerProcess, sku: str, as_of: Optional[int] = None) -> Optional[int]:
+    query = "" if as_of is None else f"?as_of={as_of}"
     try:
-        with urllib.request.urlopen(f"{worker.url}/ats/{sku}", timeout=5) as response:
+        with urllib.request.urlopen(f"{worker.url}/ats/{sku}{query}", timeout=30) as response:
             return json.loads(response.read())["ats"]
     except OSError:
         return None
