@@ -64,11 +64,6 @@ class RejectError(Exception):
         self.reason = reason
 
 
-# Line id meaning "every line of the order". Some notifications name the order but not its lines
-# (PDD frames, oid-less TMC messages, Douyin pushes without s_ids); the core applies the status to
-# each line it knows. Stop-gap until OrderUpdate can carry an order-level status (proposed).
-WHOLE_ORDER = "*"
-
 # --------------------------------------------------------------------------------------------
 # Raw records on `raw.<platform>` topics
 
@@ -331,7 +326,7 @@ def id_str(value: Any, where: str) -> str:
             raise RejectError(BAD_ID, f"{where}: negative id {value}")
         return str(value)
     if isinstance(value, str):
-        if not _ID_RE.fullmatch(value) or value == WHOLE_ORDER:
+        if not _ID_RE.fullmatch(value):
             raise RejectError(BAD_ID, f"{where}: malformed id {_show(value)}")
         return value
     raise RejectError(WRONG_TYPE, f"{where}: id must be a string or integer, got {type(value).__name__}")
@@ -449,17 +444,24 @@ def format_gmt8(ms: int, millis: bool = False) -> str:
 
 def status_line(line_id: str, status: LineStatus, shipped: bool) -> LineUpdate:
     """A line known only by id and status (a notification without line details). SKU and quantity
-    are None: the core knows them from an earlier message or waits for the next snapshot. The
-    model still types them as required (a change to Optional is proposed); this is the one place
-    that departs from it."""
-    return LineUpdate(
-        line_id=line_id,
-        platform_sku_id=None,  # type: ignore[arg-type]
-        merchant_code=None,
-        quantity=None,  # type: ignore[arg-type]
-        status=status,
-        shipped=shipped,
-    )
+    are None: the core knows them from an earlier message or holds the status until a detail
+    (snapshot) makes the line known. Notifications that name the order but not its lines carry
+    an order-level status instead (`order_status_update`)."""
+    return LineUpdate(line_id, platform_sku_id=None, merchant_code=None, quantity=None, status=status, shipped=shipped)
+
+
+def order_status_update(
+    platform: str,
+    shop_id: str,
+    order_id: str,
+    modified_ms: int,
+    status: LineStatus,
+    shipped: bool,
+    message_id: Optional[str],
+) -> OrderUpdate:
+    """A status for the whole order, lines unnamed (PDD frames, oid-less TMC messages, Douyin
+    pushes without s_ids): the core applies it to every line of the order that is not closed."""
+    return OrderUpdate(platform, shop_id, order_id, modified_ms, (), message_id=message_id, status=status, shipped=shipped)
 
 
 def merge_sku_lines(lines: Sequence[LineUpdate], where: str) -> tuple[LineUpdate, ...]:

@@ -25,7 +25,6 @@ from connectors.base import (
     MISSING_FIELD,
     PLATFORM_ERROR,
     UNKNOWN_STATUS,
-    WHOLE_ORDER,
     WRONG_SHAPE,
     WRONG_TYPE,
     RejectError,
@@ -190,7 +189,9 @@ def _parse_message(raw: Any, headers: Any, where: str) -> tuple[OrderUpdate, ...
         if not sub_ids:
             raise RejectError(MISSING_FIELD, f"{dw}.s_id missing: a refund concerns one sub-order")
         shipped = _refund_shipped(data, dw)
-    lines = tuple(base.status_line(sid, status, shipped) for sid in sub_ids) or (base.status_line(WHOLE_ORDER, status, shipped),)
+    if not sub_ids:
+        return (base.order_status_update(PLATFORM, shop, order_id, max(times), status, shipped, msg_id),)
+    lines = tuple(base.status_line(sid, status, shipped) for sid in sub_ids)
     return (OrderUpdate(PLATFORM, shop, order_id, max(times), lines, message_id=msg_id),)
 
 

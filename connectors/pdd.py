@@ -5,9 +5,9 @@ Raw-record kinds (`kind` header):
          message:{type, mallID, content}}; content names the order (tid = order_sn) only
   order  a `pdd.order.information.get` response: a full snapshot of the order
 
-Frames are notifications: they name the order but not its lines, so trade frames become a
-status for the whole order (`WHOLE_ORDER`). Refund frames carry no stock meaning by themselves:
-neither "created" nor "agreed" says the money went back (an agreement on a return-refund still
+Frames are notifications: they name the order but not its lines, so trade frames become an
+order-level status (`OrderUpdate.status`, no lines). Refund frames carry no stock meaning by
+themselves: neither "created" nor "agreed" says the money went back (an agreement on a return-refund still
 waits for the goods), so the poller should fetch the order on every refund frame; its
 refund_status 4 closes the order. Sellers only ever see paid orders: nothing maps to CREATED.
 
@@ -23,7 +23,7 @@ from typing import Any, Mapping, Optional
 from stockstream.core.model import LineStatus, LineUpdate, OrderUpdate
 
 from connectors import base
-from connectors.base import PLATFORM_ERROR, UNKNOWN_STATUS, WHOLE_ORDER, WRONG_SHAPE, WRONG_TYPE, RejectError
+from connectors.base import PLATFORM_ERROR, UNKNOWN_STATUS, WRONG_SHAPE, WRONG_TYPE, RejectError
 from connectors.simulated import SimOrder
 
 PLATFORM = "pdd"
@@ -142,7 +142,7 @@ def _parse_frame(doc: Any, headers: Any) -> tuple[OrderUpdate, ...]:
     if action is None:
         return ()
     status, shipped = action
-    return (OrderUpdate(PLATFORM, shop, order_sn, time_ms, (base.status_line(WHOLE_ORDER, status, shipped),), message_id=frame_id),)
+    return (base.order_status_update(PLATFORM, shop, order_sn, time_ms, status, shipped, frame_id),)
 
 
 def _updated_ms(value: Any, where: str) -> int:

@@ -7,8 +7,8 @@ Raw-record kinds (`kind` header):
   fullinfo  a `taobao.trade.fullinfo.get` response: a full snapshot of the trade
 
 A TMC message concerns one sub-order (oid). Without line fields it is still a status change of
-that line; SKU and quantity are then None. A message without oid applies to the whole order
-(`WHOLE_ORDER`). Times are Beijing-time strings; `modified` wins over `pub_time`.
+that line; SKU and quantity are then None. A message without oid is an order-level status
+(`OrderUpdate.status`, no lines). Times are Beijing-time strings; `modified` wins over `pub_time`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from connectors.base import (
     MISSING_FIELD,
     PLATFORM_ERROR,
     UNKNOWN_STATUS,
-    WHOLE_ORDER,
     WRONG_SHAPE,
     WRONG_TYPE,
     RejectError,
@@ -182,15 +181,14 @@ def _parse_tmc(doc: Any, headers: Any) -> tuple[OrderUpdate, ...]:
     if oid is None:
         if line_specific:
             raise RejectError(MISSING_FIELD, f"content.oid missing: {topic} concerns one sub-order")
-        line = base.status_line(WHOLE_ORDER, status, shipped)
-    else:
-        line = LineUpdate(
-            line_id=oid,
-            quantity=base.opt_quantity(content.get("num"), "content.num"),  # type: ignore[arg-type]
-            status=status,
-            shipped=shipped,
-            **_line_fields(content, "content"),
-        )
+        return (base.order_status_update(PLATFORM, shop, tid, modified_ms, status, shipped, message_id),)
+    line = LineUpdate(
+        line_id=oid,
+        quantity=base.opt_quantity(content.get("num"), "content.num"),
+        status=status,
+        shipped=shipped,
+        **_line_fields(content, "content"),
+    )
     return (OrderUpdate(PLATFORM, shop, tid, modified_ms, (line,), message_id=message_id),)
 
 

@@ -101,11 +101,16 @@ def _wire_stock_agent(pipeline: Pipeline) -> None:
     app, settings = pipeline.app, pipeline.settings
     movements = _topic(app, settings, MOVEMENTS.name)
     ats = _topic(app, settings, ATS.name)
+    quarantine = _topic(app, settings, QUARANTINE.name)
     processor = StockProcessor(settings)
 
     @app.agent(movements, name="stock", concurrency=1)
     async def apply_movements(stream):
         async for event in stream.events():
-            output = processor.process(event.value, event.message.partition, TableStore(pipeline.stock))
+            message = event.message
+            source = (message.topic, message.partition, message.offset)
+            output = processor.process(event.value, source, TableStore(pipeline.stock))
             for key, value in output.ats_records:
                 await ats.send(key=key, value=value)
+            for key, value in output.quarantined:
+                await quarantine.send(key=key, value=value)

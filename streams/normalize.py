@@ -49,6 +49,9 @@ class NormalizeOutput:
     quarantined: list[tuple[Optional[bytes], bytes]] = field(default_factory=list)  # (key, QuarantineRecord)
     movements: int = 0
     records: int = 0
+    # (platform, shop_id, order_id) whose status notifications named lines the order state does
+    # not know yet: held, not lost; fetching the order detail lets them take effect. Once per batch.
+    detail_requests: list[tuple[str, str, str]] = field(default_factory=list)
 
 
 class IdentityCatalog:
@@ -167,8 +170,12 @@ class Normalizer:
             )
             if result.changed:
                 state.changed(key, result.state)
+            if result.needs_detail:
+                wanted = (platform, update.shop_id, update.order_id)
+                if wanted not in output.detail_requests:
+                    output.detail_requests.append(wanted)
             if result.deferred or result.unmapped:
-                codes = ", ".join(str(code) for code in result.unmapped) or "(see earlier record)"
+                codes = ", ".join(result.unmapped) or "(see earlier record)"
                 reason = f"order {update.order_id}: no master SKU known for {codes}; retried when the catalog learns it"
                 output.quarantined.append((raw.get("key"), quarantine_record(raw, UNMAPPED_SKU, reason, retryable=True)))
             movements.extend(result.movements)

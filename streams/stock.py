@@ -15,16 +15,22 @@ import orjson
 
 from schemas import codec
 from schemas.batches import decode_movements
-from schemas.names import ATS_SNAPSHOT
+from schemas.errors import CodecError
+from schemas.mappers import movement_to_record
+from schemas.names import ATS_SNAPSHOT, MOVEMENT
 from stockstream.core.movements import Movement
-from stockstream.core.stock import StockState, apply_movements, ats
+from stockstream.core.stock import Outcome, StockState, apply_movement, ats
 from stockstream.settings import Settings
-from streams.normalize import KeyValueStore
+from streams.normalize import KeyValueStore, quarantine_record
+
+MALFORMED_MOVEMENTS = "malformed_movements"
+INVALID_MOVEMENT = "invalid_movement"
 
 
 @dataclass
 class StockOutput:
     ats_records: list[tuple[bytes, bytes]] = field(default_factory=list)  # (sku, AtsSnapshot)
+    quarantined: list[tuple[Optional[bytes], bytes]] = field(default_factory=list)  # (key, QuarantineRecord)
     applied: int = 0
     replayed: int = 0
 
@@ -61,16 +67,39 @@ class StockProcessor:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def process(self, batch_value: bytes, partition: int, store: KeyValueStore) -> StockOutput:
+    def process(self, batch_value: bytes, source: tuple[str, int, int], store: KeyValueStore) -> StockOutput:
+        """`source` is the (topic, partition, offset) of the batch record, for quarantine records."""
         output = StockOutput()
+        topic, partition, offset = source
+        try:
+            batch = decode_movements(batch_value)
+        except CodecError as exc:
+            where = {"topic": topic, "partition": partition, "offset": offset, "value": batch_value}
+            output.quarantined.append((None, quarantine_record(where, MALFORMED_MOVEMENTS, str(exc))))
+            return output
         by_sku: dict[str, list[Movement]] = {}
-        for movement in decode_movements(batch_value):
+        for movement in batch:
             by_sku.setdefault(movement.sku, []).append(movement)
         now_ms = int(time.time() * 1000)
         for sku, movements in by_sku.items():
             key = sku.encode()
-            state, applied_ids = apply_movements(load_state(store.get(key)), movements)
-            output.replayed += len(movements) - len(applied_ids)
+            state = load_state(store.get(key)) or StockState(sku)
+            applied_ids = []
+            for movement in movements:
+                try:
+                    outcome = apply_movement(state, movement)
+                except ValueError as exc:  # raised before the state changes: skip it, keep the rest
+                    outcome, reason = Outcome.INVALID, str(exc)
+                else:
+                    reason = f"movement {movement.movement_id} of type {movement.type.value} cannot be applied"
+                if outcome is Outcome.APPLIED:
+                    applied_ids.append(movement.movement_id)
+                elif outcome is Outcome.INVALID:
+                    where = {"topic": topic, "partition": partition, "offset": offset, "key": key,
+                             "value": codec.encode(MOVEMENT, movement_to_record(movement))}
+                    output.quarantined.append((key, quarantine_record(where, INVALID_MOVEMENT, reason)))
+                else:
+                    output.replayed += 1
             if not applied_ids:
                 continue
             output.applied += len(applied_ids)

@@ -27,13 +27,18 @@ class LineUpdate:
     """One order line as a platform message or snapshot describes it at `OrderUpdate.modified_ms`."""
 
     line_id: str  # Taobao oid; JD/Douyin/PDD: the platform SKU id within the order (line key)
-    platform_sku_id: str
+    # None (with `quantity` None): a status change only, the line's details are not in the
+    # message (a notification). The core keeps what it knows of the line, or holds the status
+    # until a detail (snapshot) makes the line known.
+    platform_sku_id: Optional[str]
     merchant_code: Optional[str]  # outer_sku_id / outerSkuId / code / outer_id: maps to the master SKU
-    quantity: int
+    quantity: Optional[int]  # None: not in the message (see `platform_sku_id`)
     status: LineStatus
     # Whether goods for this line have left the warehouse. Matters for CLOSED: closed after
     # shipment is a refund whose goods come back (if at all) through the warehouse's return flow.
-    shipped: bool = False
+    # None: the message does not say. Once known True it stays True (a later False or None does
+    # not undo a shipment); SHIPPED and FINISHED imply it.
+    shipped: Optional[bool] = False
     listing_id: Optional[str] = None  # num_iid / wareId / product_id / goods_id
 
 
@@ -49,6 +54,11 @@ class OrderUpdate:
     message_id: Optional[str] = None  # the platform's delivery id, when it has one (dedupe key)
     # True when this is a full snapshot (detail fetch / poll) listing every line of the order.
     snapshot: bool = False
+    # An order-level status: the notification names the order but not its lines (PDD frames,
+    # oid-less TMC messages, Douyin pushes without s_ids). It applies to every line of the order
+    # that is not closed (see stockstream/core/orders.py); `lines` may then be empty.
+    status: Optional[LineStatus] = None
+    shipped: Optional[bool] = None  # with `status`: as `LineUpdate.shipped`, for the whole order
 
 
 class WarehouseEventType(str, Enum):

@@ -25,6 +25,10 @@ class MovementType(str, Enum):
     ADJUSTMENT = "ADJUSTMENT"  # `on_hand` += q (signed)
     PRESALE_ALLOWANCE = "PRESALE_ALLOWANCE"  # presale allowance := q (ATS may go down to -q)
     SAFETY_STOCK = "SAFETY_STOCK"  # safety stock := q
+    # Keep last. The Avro enum default: a reader meeting a symbol added by a newer writer reads it
+    # as UNKNOWN. Never produced; the stock core does not apply it (Outcome.INVALID, state and
+    # replay marks untouched) and counts it.
+    UNKNOWN = "UNKNOWN"
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,36 @@ yield one movement. Out-of-order delivery ends in the same effects and the same 
 in-order delivery; it may skip a RESERVE + RELEASE pair that in-order delivery would have emitted
 (a line whose CLOSED arrives before its PAID is never reserved): the net stock is the same.
 
+Status-only statements: a notification may carry a line's status without its details
+(`LineUpdate.platform_sku_id` and `quantity` None), or a status for the whole order
+(`OrderUpdate.status`, lines unnamed). Each statement is (status rank, modified_ms, shipped
+evidence), evidence being `shipped` True or a SHIPPED/FINISHED status; a line once shipped stays
+shipped (None and False never undo it). `shipped` None on a CLOSED without other evidence counts
+as not shipped (a cancellation).
+
+* For a known line a status-only statement is applied like any other (same ordering rule), but
+  the line keeps its stored platform SKU, merchant code, quantity and components. A line update
+  with only some details (SKU without quantity...) overwrites only what it carries.
+* For an unknown line (no detail seen yet) it cannot move stock: it is held in the order state as
+  the line's *pending status* (the highest (rank, modified_ms) held, shipped evidence OR-ed) and
+  `needs_detail` asks the caller to fetch the order detail. It is never `unmapped`, never
+  deferred, produces no movement. When a detailed statement (a snapshot or a push with SKU and
+  quantity) first makes the line known, the line starts from the highest of the detail's own
+  status, its pending status and the order-level status (below), as if the detail had carried it.
+* An order-level statement applies, at once, to every known line that is not closed (the order's
+  lines move together) with the usual ordering rule per line, and is kept as the order's status
+  (highest (rank, modified_ms), plus the earliest modified_ms with shipped evidence) for lines
+  that become known later. `needs_detail` is set when the order has no known line yet.
+  Line-level CLOSED: CLOSED is terminal, so a line closed on its own (partial refund /
+  cancellation) stays closed whatever order-level statuses follow, and an order-level CLOSED
+  closes every line not already closed. A line that becomes known with a line-level CLOSED at t
+  takes shipped evidence only from order-level statements older than t (it had left the order
+  before later ones). Known limit: an order-level status that arrives *before* an older
+  line-level CLOSED (not shipped) of one of its lines applies to that line (it cannot know the
+  line left the order); if it carried shipped evidence the line ships and the late close cannot
+  undo it: on_hand is then low by the line's quantity (ATS understated, never overstated) until
+  the next stock count.
+
 Bundles: a line resolves to components [(master SKU, units per unit)]; each component moves
 line quantity x component quantity. Components are resolved once, when the line first needs a
 movement, and kept: RELEASE and SHIP later consume exactly what was reserved even if the catalog
@@ -46,6 +76,9 @@ deferred again (never emitted at a passed position: the SKU's origin mark would 
 `origin.index` is the base index of this update within its Kafka record: movement i gets
 ``index = origin.index + i``. Several updates in one record need disjoint, increasing bases
 (e.g. ``item_no * 1024``) that are the same when the record is processed again.
+
+Pending statuses and the order status are state like the lines: changing them is a change
+(`changed`, origin mark advanced), all-or-nothing with the rest of the update.
 
 `apply_order_update` mutates the state it is given (when `changed`) and returns it.
 """
@@ -84,7 +117,8 @@ class Effect(IntEnum):
     SHIPPED = 2
 
 
-def line_effect(status: LineStatus, shipped: bool, reserve_unpaid: bool) -> Effect:
+def line_effect(status: LineStatus, shipped: Optional[bool], reserve_unpaid: bool) -> Effect:
+    """`shipped` None (unknown) counts as not shipped: it only matters for CLOSED."""
     if status is LineStatus.PAID:
         return Effect.RESERVED
     if status is LineStatus.SHIPPED or status is LineStatus.FINISHED:
@@ -92,6 +126,50 @@ def line_effect(status: LineStatus, shipped: bool, reserve_unpaid: bool) -> Effe
     if status is LineStatus.CREATED:
         return Effect.RESERVED if reserve_unpaid else Effect.NONE
     return Effect.SHIPPED if shipped else Effect.NONE  # CLOSED
+
+
+def _evidence(status: LineStatus, shipped: Optional[bool]) -> bool:
+    """Whether a statement proves that the goods left: shipped stays known once known."""
+    return shipped is True or status is LineStatus.SHIPPED or status is LineStatus.FINISHED
+
+
+# A statement about a line: (status rank, modified_ms, shipped evidence).
+Statement = tuple[int, int, bool]
+# The order-level status: (rank, modified_ms, earliest modified_ms of an order-level statement with
+# shipped evidence, or None).
+OrderStatus = tuple[int, int, Optional[int]]
+
+
+def _merge_statements(held: Optional[Statement], new: Statement) -> Statement:
+    """The highest (rank, modified_ms) of two statements about one line; evidence of either."""
+    if held is None:
+        return new
+    top = held if held[:2] >= new[:2] else new
+    return (top[0], top[1], held[2] or new[2])
+
+
+def _merge_order_status(held: Optional[OrderStatus], rank: int, modified_ms: int, evidence: bool) -> OrderStatus:
+    shipped_ms = modified_ms if evidence else None
+    if held is None:
+        return (rank, modified_ms, shipped_ms)
+    top = max(held[:2], (rank, modified_ms))
+    if held[2] is not None and (shipped_ms is None or held[2] < shipped_ms):
+        shipped_ms = held[2]
+    return (top[0], top[1], shipped_ms)
+
+
+def _with_order_status(line: Statement, order: Optional[OrderStatus]) -> Statement:
+    """What a line starts from when it becomes known: its own statements (`line`) combined with
+    the order-level status. A line closed on its own at t had left the order: later order-level
+    statements do not concern it (CLOSED outranks them anyway) and give it no shipped evidence."""
+    if order is None:
+        return line
+    rank, modified_ms, evidence = line
+    if order[2] is not None and (rank < _CLOSED or order[2] < modified_ms):
+        evidence = True
+    if rank < _CLOSED and order[:2] > (rank, modified_ms):
+        rank, modified_ms = order[0], order[1]
+    return (rank, modified_ms, evidence)
 
 
 def _effect_of(emitted: int) -> Effect:
@@ -108,7 +186,7 @@ class LineState:
     modified_ms: int  # with rank: the ordering key of the last applied update
     quantity: int
     merchant_code: Optional[str]
-    platform_sku_id: str
+    platform_sku_id: Optional[str]  # None only if the line's details named a merchant code alone
     emitted: int = 0  # RESERVE_BIT | RELEASE_BIT | SHIP_BIT
     # (master SKU, units for the whole line), fixed when the line first moved stock.
     components: tuple[tuple[str, int], ...] = ()
@@ -185,6 +263,9 @@ class OrderState:
     marks: dict[str, StreamMark] = field(default_factory=dict)  # least recently changed first
     updated_ms: int = 0  # newest modified_ms applied
     settled: bool = False  # tombstone: see `settle`
+    # Statuses of lines not known yet (no detail seen), applied when a detail makes them known.
+    pending: dict[str, Statement] = field(default_factory=dict)
+    order_status: Optional[OrderStatus] = None  # highest order-level status (see module doc)
 
     @property
     def channel(self) -> str:
@@ -201,6 +282,10 @@ class OrderState:
             }
         if self.settled:
             data["x"] = 1
+        if self.pending:
+            data["q"] = {line_id: [rank, ms, int(evidence)] for line_id, (rank, ms, evidence) in self.pending.items()}
+        if self.order_status is not None:
+            data["os"] = list(self.order_status)
         return data
 
     @classmethod
@@ -216,6 +301,8 @@ class OrderState:
             },
             data["t"],
             bool(data.get("x")),
+            {line_id: (p[0], p[1], bool(p[2])) for line_id, p in data.get("q", {}).items()},
+            tuple(data["os"]) if "os" in data else None,  # type: ignore[arg-type]
         )
 
 
@@ -227,6 +314,9 @@ class OrderResult:
     replay: bool = False  # the origin had already been processed by this order
     deferred: bool = False  # not applied: re-submit the update later (through a retry stream)
     unmapped: tuple[str, ...] = ()  # merchant codes (platform SKU id when none) that did not resolve
+    # A status was held for lines the order state does not know (a line-level status of an unknown
+    # line, or an order-level status while no line is known): fetch the order detail, feed it in.
+    needs_detail: bool = False
 
 
 # --- planning: decide everything before touching the state (all-or-nothing) ----------------------
@@ -234,63 +324,146 @@ class OrderResult:
 
 @dataclass(slots=True)
 class _Plan:
-    lines: dict[str, LineState]  # new line states
-    emits: list[tuple[str, tuple[int, ...], tuple[tuple[str, int], ...]]]  # (line_id, type bits, components)
-    unmapped: list[str]
+    lines: dict[str, LineState] = field(default_factory=dict)  # new line states
+    # (line_id, type bits, components)
+    emits: list[tuple[str, tuple[int, ...], tuple[tuple[str, int], ...]]] = field(default_factory=list)
+    unmapped: list[str] = field(default_factory=list)
+    pending: dict[str, Optional[Statement]] = field(default_factory=dict)  # new pending statuses; None: drop
+    order_status: Optional[OrderStatus] = None  # the new order status, if it changes
+    needs_detail: bool = False
+
+    @property
+    def changes(self) -> bool:
+        return bool(self.lines or self.pending or self.order_status is not None)
 
 
-def _resolve_components(resolve: Resolver, platform: str, line: LineUpdate) -> Optional[tuple[tuple[str, int], ...]]:
+def _has_details(lu: LineUpdate) -> bool:
+    """Enough to make a line known: a quantity and something to resolve the listing by."""
+    return lu.quantity is not None and (lu.platform_sku_id is not None or lu.merchant_code is not None)
+
+
+def _resolve_components(
+    resolve: Resolver, platform: str, line: LineUpdate, quantity: int
+) -> Optional[tuple[tuple[str, int], ...]]:
     found = resolve(platform, line)
     if found is None:
         return None
     units: dict[str, int] = {}
     for component in found:  # one entry per SKU: movement ids are per line and SKU
-        units[component.master_sku] = units.get(component.master_sku, 0) + component.quantity * line.quantity
+        units[component.master_sku] = units.get(component.master_sku, 0) + component.quantity * quantity
     return tuple(units.items())
+
+
+def _bits(emitted: int, target: Effect, rank: int) -> tuple[int, ...]:
+    """The movements (type bits) taking a line that emitted `emitted` to `target`."""
+    before = _effect_of(emitted)
+    if before is Effect.NONE and not emitted & RELEASE_BIT:
+        if target is Effect.RESERVED:
+            return (RESERVE_BIT,)
+        if target is Effect.SHIPPED:
+            return (RESERVE_BIT, SHIP_BIT)
+    elif before is Effect.RESERVED:
+        if target is Effect.SHIPPED:
+            return (SHIP_BIT,)
+        if target is Effect.NONE and rank >= _CLOSED:
+            return (RELEASE_BIT,)
+    return ()
+
+
+def _move(
+    plan: _Plan,
+    platform: str,
+    line_id: str,
+    new: LineState,
+    evidence: bool,
+    source: LineUpdate,
+    reserve_unpaid: bool,
+    resolve: Resolver,
+) -> None:
+    """Plan `new` (the line after a statement, still with the bits it had emitted before) and the
+    movements that take it there. `source` is what the resolver gets for the line's listing."""
+    bits = _bits(new.emitted, line_effect(LineStatus(new.rank), evidence, reserve_unpaid), new.rank)
+    if bits and not new.components:
+        resolved = _resolve_components(resolve, platform, source, new.quantity)
+        if resolved is None:
+            plan.unmapped.append(new.merchant_code or new.platform_sku_id or line_id)
+            return
+        new.components = resolved
+    for bit in bits:
+        new.emitted |= bit
+    plan.lines[line_id] = new
+    if bits:
+        plan.emits.append((line_id, bits, new.components))
+
+
+def _step_known(
+    plan: _Plan,
+    platform: str,
+    line_id: str,
+    current: LineState,
+    statement: Statement,
+    lu: Optional[LineUpdate],
+    reserve_unpaid: bool,
+    resolve: Resolver,
+) -> None:
+    """A statement about a known line: a line update (`lu`, maybe status-only) or the order's."""
+    rank, modified_ms, evidence = statement
+    if current.rank >= _CLOSED or (rank, modified_ms) <= (current.rank, current.modified_ms):
+        return  # closed (terminal), duplicate or stale
+    quantity, code, sku = current.quantity, current.merchant_code, current.platform_sku_id
+    if lu is not None:
+        if lu.platform_sku_id is not None or lu.merchant_code is not None:
+            code, sku = lu.merchant_code, lu.platform_sku_id
+        if lu.quantity is not None:
+            quantity = lu.quantity
+    if lu is None or (lu.platform_sku_id, lu.merchant_code, lu.quantity) != (sku, code, quantity):
+        lu = LineUpdate(line_id, sku, code, quantity, LineStatus(rank), evidence, lu.listing_id if lu else None)
+    new = LineState(rank, modified_ms, quantity, code, sku, current.emitted, current.components)
+    _move(plan, platform, line_id, new, evidence, lu, reserve_unpaid, resolve)
 
 
 def _plan(state: OrderState, update: OrderUpdate, reserve_unpaid: bool, resolve: Resolver) -> _Plan:
     modified_ms = update.modified_ms
-    new_lines: dict[str, LineState] = {}
-    emits = []
-    unmapped: list[str] = []
-    for lu in update.lines:
-        rank = int(lu.status)
-        current = new_lines.get(lu.line_id) or state.lines.get(lu.line_id)
-        if current is None:
-            emitted, components = 0, ()
-        elif current.rank >= _CLOSED or (rank, modified_ms) <= (current.rank, current.modified_ms):
-            continue  # closed (terminal), duplicate or stale
-        else:
-            emitted, components = current.emitted, current.components
+    platform = update.platform
+    plan = _Plan()
+    order_status = state.order_status
+    order_statement: Optional[Statement] = None
+    if update.status is not None:
+        order_statement = (int(update.status), modified_ms, _evidence(update.status, update.shipped))
+        merged_order = _merge_order_status(order_status, *order_statement)
+        if merged_order != order_status:
+            plan.order_status = order_status = merged_order
 
-        before = _effect_of(emitted)
-        target = line_effect(lu.status, lu.shipped, reserve_unpaid)
-        bits: tuple[int, ...] = ()
-        if before is Effect.NONE and not emitted & RELEASE_BIT:
-            if target is Effect.RESERVED:
-                bits = (RESERVE_BIT,)
-            elif target is Effect.SHIPPED:
-                bits = (RESERVE_BIT, SHIP_BIT)
-        elif before is Effect.RESERVED:
-            if target is Effect.SHIPPED:
-                bits = (SHIP_BIT,)
-            elif target is Effect.NONE and rank >= _CLOSED:
-                bits = (RELEASE_BIT,)
-        if bits and not components:
-            resolved = _resolve_components(resolve, update.platform, lu)
-            if resolved is None:
-                unmapped.append(lu.merchant_code or lu.platform_sku_id)
-                continue
-            components = resolved
-        for bit in bits:
-            emitted |= bit
-        new_lines[lu.line_id] = LineState(
-            rank, modified_ms, lu.quantity, lu.merchant_code, lu.platform_sku_id, emitted, components
-        )
-        if bits:
-            emits.append((lu.line_id, bits, components))
-    return _Plan(new_lines, emits, unmapped)
+    for lu in update.lines:
+        line_id = lu.line_id
+        statement = (int(lu.status), modified_ms, _evidence(lu.status, lu.shipped))
+        current = plan.lines.get(line_id) or state.lines.get(line_id)
+        if current is not None:
+            _step_known(plan, platform, line_id, current, statement, lu, reserve_unpaid, resolve)
+            continue
+        held = plan.pending.get(line_id) or state.pending.get(line_id)
+        merged = _merge_statements(held, statement)
+        if not _has_details(lu):
+            if merged != held:
+                plan.pending[line_id] = merged
+            plan.needs_detail = True
+            continue
+        # First detail of the line: it starts from the highest status stated so far.
+        rank, start_ms, evidence = _with_order_status(merged, order_status)
+        if line_id in state.pending:
+            plan.pending[line_id] = None
+        new = LineState(rank, start_ms, lu.quantity, lu.merchant_code, lu.platform_sku_id)  # type: ignore[arg-type]
+        _move(plan, platform, line_id, new, evidence, lu, reserve_unpaid, resolve)
+
+    if order_statement is not None:
+        # Every known line, in a fixed order (movement order must be the same on replay).
+        known = [*state.lines, *(line_id for line_id in plan.lines if line_id not in state.lines)]
+        for line_id in known:
+            current = plan.lines.get(line_id) or state.lines[line_id]
+            _step_known(plan, platform, line_id, current, order_statement, None, reserve_unpaid, resolve)
+        if not known:
+            plan.needs_detail = True
+    return plan
 
 
 # --- movements ----------------------------------------------------------------------------------
@@ -381,16 +554,25 @@ def apply_order_update(
             # Nothing remembered: it produced no movements first time (or is older than the memo).
             # Whatever it would do now cannot be emitted at this passed position.
             plan = _plan(state, update, reserve_unpaid, resolve)
-            would_change = bool(plan.unmapped or plan.lines)
-            return OrderResult(state, [], replay=True, deferred=would_change, unmapped=tuple(plan.unmapped))
+            would_change = bool(plan.unmapped) or plan.changes
+            return OrderResult(
+                state, [], replay=True, deferred=would_change, unmapped=tuple(plan.unmapped), needs_detail=plan.needs_detail
+            )
 
     plan = _plan(state, update, reserve_unpaid, resolve)
     if plan.unmapped:
-        return OrderResult(state, [], deferred=True, unmapped=tuple(plan.unmapped))
-    if not plan.lines:
-        return OrderResult(state, [])  # duplicate or stale: nothing to save
+        return OrderResult(state, [], deferred=True, unmapped=tuple(plan.unmapped), needs_detail=plan.needs_detail)
+    if not plan.changes:
+        return OrderResult(state, [], needs_detail=plan.needs_detail)  # duplicate or stale: nothing to save
 
     state.lines.update(plan.lines)
+    for line_id, held in plan.pending.items():
+        if held is None:
+            state.pending.pop(line_id, None)
+        else:
+            state.pending[line_id] = held
+    if plan.order_status is not None:
+        state.order_status = plan.order_status
     if update.modified_ms > state.updated_ms:
         state.updated_ms = update.modified_ms
     items: list[MemoItem] = [
@@ -404,7 +586,7 @@ def apply_order_update(
             entry = MemoEntry(origin.offset, origin.index, update.modified_ms, fulfilment_location, tuple(items))
         _remember(state, origin, entry)
         movements = _movements(state, items, update.modified_ms, fulfilment_location, origin.stream, origin.offset, origin.index)
-    return OrderResult(state, movements, changed=True)
+    return OrderResult(state, movements, changed=True, needs_detail=plan.needs_detail)
 
 
 # --- expiry -------------------------------------------------------------------------------------
@@ -414,18 +596,27 @@ def is_settled(state: OrderState, now_ms: int, retention_ms: int) -> bool:
     """Every line is final (closed or shipped) and nothing changed for `retention_ms` (platform
     time). Then no message can move stock any more, except that a *deleted* order would take a
     late duplicate for a new order and reserve + ship it again: so `settle` it into a tombstone,
-    and delete tombstones only after the longest time a platform may still re-deliver it."""
+    and delete tombstones only after the longest time a platform may still re-deliver it.
+    A pending status of a line not known yet keeps the order open (its detail would still move
+    stock), unless it is a close without shipment (the line would never move stock)."""
     return (
         not state.settled
         and bool(state.lines)
         and all(line.final for line in state.lines.values())
+        and all(_closed_unshipped(_with_order_status(held, state.order_status)) for held in state.pending.values())
         and now_ms - state.updated_ms >= retention_ms
     )
+
+
+def _closed_unshipped(statement: Statement) -> bool:
+    return statement[0] >= _CLOSED and not statement[2]
 
 
 def settle(state: OrderState) -> OrderState:
     """Shrink a settled order to a tombstone that ignores every further update (mutates)."""
     state.lines.clear()
     state.marks.clear()
+    state.pending.clear()
+    state.order_status = None
     state.settled = True
     return state

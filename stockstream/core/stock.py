@@ -51,6 +51,9 @@ class Outcome(str, Enum):
     APPLIED = "applied"
     REPLAY = "replay"  # origin at or below the mark of its stream: already applied
     SUPERSEDED = "superseded"  # a count or setting older than the current one (or than the count log)
+    # Not applicable: an UNKNOWN movement (a type this release cannot read). State and replay
+    # marks are left alone, so nothing of it is recorded; callers count it.
+    INVALID = "invalid"
 
 
 @dataclass(slots=True)
@@ -208,6 +211,8 @@ def apply_movement(
     """Apply one movement of this SKU (mutates `state`)."""
     if m.sku != state.sku:
         raise ValueError(f"movement {m.movement_id} is for {m.sku!r}, not {state.sku!r}")
+    if m.type is MovementType.UNKNOWN:
+        return Outcome.INVALID
     origin: Optional[Origin] = m.origin
     if origin is not None:
         position = (origin.offset, origin.index)
@@ -285,7 +290,7 @@ def apply_movements(
 ) -> tuple[StockState, list[str]]:
     """Apply a batch of movements of one SKU, in order. Returns the state (the same object when one
     was given; a new one for the batch's SKU otherwise) and the ids of the movements that took
-    effect (not replays, not superseded counts / settings)."""
+    effect (not replays, not superseded counts / settings, not INVALID ones)."""
     applied: list[str] = []
     for m in movements:
         if state is None:

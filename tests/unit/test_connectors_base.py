@@ -151,7 +151,7 @@ def test_time_helpers() -> None:
 def test_id_reader() -> None:
     assert base.id_str(3725362658812595205, "x") == "3725362658812595205"
     assert base.id_str("241111-339507978993455", "x") == "241111-339507978993455"
-    for bad in (True, 1.0, -1, "", " 1", "a\nb", "x" * 129, None, [1], base.WHOLE_ORDER):
+    for bad in (True, 1.0, -1, "", " 1", "a\nb", "x" * 129, None, [1]):
         with pytest.raises(base.RejectError):
             base.id_str(bad, "x")
 

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from connectors import base, pdd
-from connectors.base import WHOLE_ORDER, Rejected, redact_payload, status_line
+from connectors.base import Rejected, redact_payload, order_status_update
 from connectors.simulated import SimOrder, example_order
 from stockstream.core.model import LineStatus, LineUpdate, OrderUpdate
 
@@ -134,9 +134,7 @@ def test_builders_refuse_what_pdd_cannot_show() -> None:
 def test_trade_frames(message_type: str, status: LineStatus, shipped: bool) -> None:
     order = example_order("pdd", status)
     frame = pdd.ws_frame(order, message_type, 1001)
-    update = OrderUpdate(
-        "pdd", SHOP, order.order_id, order.modified_ms, (status_line(WHOLE_ORDER, status, shipped),), message_id="1001"
-    )
+    update = order_status_update("pdd", SHOP, order.order_id, order.modified_ms, status, shipped, "1001")
     assert pdd.parse(dumps(frame), FRAME) == (update,)
     assert pdd.parse(dumps(frame), {}) == (update,)  # recognised without kind, shop from mallID
     assert pdd.parse(redact_payload(dumps(frame)), FRAME) == (update,)

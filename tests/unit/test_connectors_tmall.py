@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 
 from connectors import base, tmall
-from connectors.base import WHOLE_ORDER, Rejected, redact_payload
+from connectors.base import Rejected, redact_payload
 from connectors.simulated import SimOrder, example_order
 from stockstream.core.model import LineStatus, LineUpdate, OrderUpdate
 
@@ -242,7 +242,8 @@ def test_tmc_without_oid_applies_to_whole_order() -> None:
     order = example_order("tmall", LineStatus.PAID)
     msg = tmall.tmc_message(order, "taobao_trade_TradeBuyerPay", 7)
     update = only(tmall.parse(dumps(msg), TMC))
-    assert update.lines == (base.status_line(WHOLE_ORDER, LineStatus.PAID, False),)
+    assert update.lines == () and (update.status, update.shipped) == (LineStatus.PAID, False)
+    assert update == base.order_status_update("tmall", update.shop_id, order.order_id, update.modified_ms, LineStatus.PAID, False, update.message_id)
 
 
 def test_tmc_refund_without_oid_is_rejected() -> None:

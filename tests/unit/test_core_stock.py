@@ -49,7 +49,7 @@ ON_HAND_SIGN = {
 @st.composite
 def raw_movements(draw) -> dict:
     """A movement without id / origin (assigned by `histories`)."""
-    mtype = draw(st.sampled_from(list(MovementType)))
+    mtype = draw(st.sampled_from([t for t in MovementType if t is not T.UNKNOWN]))  # UNKNOWN: see its example
     if mtype is T.ADJUSTMENT:
         quantity = draw(st.integers(-20, 20))
     elif mtype is T.STOCK_COUNT:
@@ -393,6 +393,15 @@ def test_malformed_movement_raises_and_leaves_no_mark():
         apply_movement(s, Movement("y", T.RECEIPT, "OTHER", 1, 0, "WH"))
     with pytest.raises(ValueError):
         apply_movements(None, [])
+
+
+def test_unknown_movement_is_not_applied_and_leaves_no_mark():
+    s = state_of(mv(T.RECEIPT, 5, "WH", origin=Origin("s", 1, 0)))
+    before = s.to_dict()
+    assert apply_movement(s, mv(T.UNKNOWN, 3, "WH", origin=Origin("s", 2, 0))) is Outcome.INVALID
+    assert s.to_dict() == before  # no mark: position 2 is still open
+    state, ids = apply_movements(s, [mv(T.UNKNOWN, 3, "WH"), mv(T.RECEIPT, 1, "WH", origin=Origin("s", 2, 0))])
+    assert len(ids) == 1 and state.locations["WH"].on_hand == 6 and state.marks == {"s": (2, 0)}
 
 
 # --- bundles ------------------------------------------------------------------------------------
