@@ -29,7 +29,11 @@ class RawPublisher:
 
     def publish(self, platform: str, records: Iterable[RawRecord], timeout: float = 30.0) -> int:
         """Write the records and wait until the broker has them all; raise if any failed."""
-        topic = self.settings.topic(raw_topic(platform))
+        return self.publish_all(((platform, record) for record in records), timeout)
+
+    def publish_all(self, items: Iterable[tuple[str, RawRecord]], timeout: float = 30.0) -> int:
+        """(platform, record) pairs, in order: one wait for all of them."""
+        topics: dict[str, str] = {}
         failures: list = []
 
         def on_delivery(error, _message) -> None:
@@ -37,7 +41,8 @@ class RawPublisher:
                 failures.append(error)
 
         count = 0
-        for record in records:
+        for platform, record in items:
+            topic = topics.get(platform) or topics.setdefault(platform, self.settings.topic(raw_topic(platform)))
             while True:
                 try:
                     self._producer.produce(
