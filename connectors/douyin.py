@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from dataclasses import replace
 from typing import Any, Mapping, Optional
 
 from stockstream.core.model import LineStatus, LineUpdate, OrderUpdate
@@ -189,9 +190,13 @@ def _parse_message(raw: Any, headers: Any, where: str) -> tuple[OrderUpdate, ...
         if not sub_ids:
             raise RejectError(MISSING_FIELD, f"{dw}.s_id missing: a refund concerns one sub-order")
         shipped = _refund_shipped(data, dw)
+    ship_ms = _ship_time_ms(data, dw) if shipped else None
     if not sub_ids:
-        return (base.order_status_update(PLATFORM, shop, order_id, max(times), status, shipped, msg_id),)
+        update = base.order_status_update(PLATFORM, shop, order_id, max(times), status, shipped, msg_id)
+        return (replace(update, shipped_ms=ship_ms) if ship_ms is not None else update,)
     lines = tuple(base.status_line(sid, status, shipped) for sid in sub_ids)
+    if ship_ms is not None:
+        lines = tuple(replace(line, shipped_ms=ship_ms) for line in lines)
     return (OrderUpdate(PLATFORM, shop, order_id, max(times), lines, message_id=msg_id),)
 
 
@@ -207,6 +212,17 @@ def _ship_time_set(d: Mapping[str, Any], where: str) -> bool:
     return value not in (None, "", 0, "0") and base.integer(value, f"{where}.ship_time") > 0
 
 
+def _ship_time_ms(d: Mapping[str, Any], where: str) -> Optional[int]:
+    """`ship_time` as epoch ms (dates the SHIP movement); None when unset or out of range (the
+    message's own time then dates the shipment)."""
+    if not _ship_time_set(d, where):
+        return None
+    try:
+        return base.unix_s_ms(d["ship_time"], f"{where}.ship_time")
+    except RejectError:
+        return None
+
+
 def _parse_detail(doc: Any, headers: Any) -> OrderUpdate:
     resp = base.obj(doc, "response")
     code = resp.get("code")
@@ -220,6 +236,8 @@ def _parse_detail(doc: Any, headers: Any) -> OrderUpdate:
     modified_ms = base.unix_s_ms(base.required(detail, "update_time", where), f"{where}.update_time")
     shop = base.shop_of(headers, detail.get("shop_id"), f"{where}.shop_id")
     order_shipped = _ship_time_set(detail, where)
+    # The order's ship_time is its first shipment: it dates a line only in a one-line order.
+    order_ship_ms = _ship_time_ms(detail, where)
 
     items = base.array(base.required(detail, "sku_order_list", where), f"{where}.sku_order_list")
     if not items:
@@ -234,7 +252,11 @@ def _parse_detail(doc: Any, headers: Any) -> OrderUpdate:
             status = order_status
         else:
             status = _order_status(item["order_status"], f"{iw}.order_status")
-        evidence = _ship_time_set(item, iw) if "ship_time" in item else order_shipped
+        if "ship_time" in item:
+            evidence, ship_ms = _ship_time_set(item, iw), _ship_time_ms(item, iw)
+        else:
+            evidence, ship_ms = order_shipped, order_ship_ms if len(items) == 1 else None
+        shipped = status in (LineStatus.SHIPPED, LineStatus.FINISHED) or (status == LineStatus.CLOSED and evidence)
         code_value = base.code_str(item.get("code"), f"{iw}.code")
         if code_value is None and item.get("out_sku_id") not in (0, "0"):
             code_value = base.code_str(item.get("out_sku_id"), f"{iw}.out_sku_id")
@@ -245,8 +267,9 @@ def _parse_detail(doc: Any, headers: Any) -> OrderUpdate:
                 merchant_code=code_value,
                 quantity=base.quantity(base.required(item, "item_num", iw), f"{iw}.item_num"),
                 status=status,
-                shipped=status in (LineStatus.SHIPPED, LineStatus.FINISHED) or (status == LineStatus.CLOSED and evidence),
+                shipped=shipped,
                 listing_id=base.opt_id_str(item.get("product_id"), f"{iw}.product_id"),
+                shipped_ms=ship_ms if shipped else None,
             )
         )
     merged = base.unique_lines(lines, where) if by_child_id else base.merge_sku_lines(lines, where)

@@ -169,6 +169,8 @@ def _parse_order(doc: Any, headers: Any) -> OrderUpdate:
         w,
     )
     modified_ms = _updated_ms(base.required(info, "updated_at", w), f"{w}.updated_at")
+    # One shipment per order: shipping_time dates the SHIP of every line (frames carry none).
+    ship_ms = _shipping_ms(shipping_time) if shipped else None
     shop = base.shop_of(headers, None, w)
     items = base.array(base.required(info, "item_list", w), f"{w}.item_list")
     if not items:
@@ -199,7 +201,18 @@ def _parse_order(doc: Any, headers: Any) -> OrderUpdate:
         base.merge_sku_lines(lines, f"{w}.item_list"),
         message_id=base.header(headers, base.RawHeader.MESSAGE_ID),
         snapshot=True,
+        shipped_ms=ship_ms,
     )
+
+
+def _shipping_ms(value: Any) -> Optional[int]:
+    """shipping_time as epoch ms; None when absent or unreadable (the snapshot's time dates it)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        return _updated_ms(value.strip(), "order_info.shipping_time")
+    except RejectError:
+        return None
 
 
 class PddConnector:

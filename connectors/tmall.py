@@ -108,6 +108,17 @@ def _has_time(d: Mapping[str, Any], key: str) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
 
+def _consign_ms(d: Mapping[str, Any], key: str = "consign_time") -> Optional[int]:
+    """The consign time as epoch ms (dates the SHIP movement); None when absent or unreadable (the
+    core then dates the shipment by the message's own time)."""
+    if not _has_time(d, key):
+        return None
+    try:
+        return base.gmt8_ms(d[key], key)
+    except RejectError:
+        return None
+
+
 def _shipped(raw_status: str, status: LineStatus, evidence: bool) -> bool:
     if status in (LineStatus.SHIPPED, LineStatus.FINISHED):
         return True
@@ -182,11 +193,14 @@ def _parse_tmc(doc: Any, headers: Any) -> tuple[OrderUpdate, ...]:
         if line_specific:
             raise RejectError(MISSING_FIELD, f"content.oid missing: {topic} concerns one sub-order")
         return (base.order_status_update(PLATFORM, shop, tid, modified_ms, status, shipped, message_id),)
+    # A message about one sub-order carries that sub-order's consign time. (Oid-less messages are
+    # left to their own time: a trade's consign time is its *first* shipment, early for the rest.)
     line = LineUpdate(
         line_id=oid,
         quantity=base.opt_quantity(content.get("num"), "content.num"),
         status=status,
         shipped=shipped,
+        shipped_ms=_consign_ms(content) if shipped else None,
         **_line_fields(content, "content"),
     )
     return (OrderUpdate(PLATFORM, shop, tid, modified_ms, (line,), message_id=message_id),)
@@ -223,8 +237,11 @@ def _parse_fullinfo(doc: Any, headers: Any) -> tuple[OrderUpdate, ...]:
         # shipped, so it stands in only for a single-line trade.
         if "consign_time" in o:
             evidence = _has_time(o, "consign_time")
+            consign_ms = _consign_ms(o)
         else:
             evidence = len(orders) == 1 and _has_time(trade, "consign_time")
+            consign_ms = _consign_ms(trade) if len(orders) == 1 else None
+        shipped = _shipped(raw_status, status, evidence)
         fields = _line_fields(o, where)
         if fields["platform_sku_id"] is None:
             raise RejectError(MISSING_FIELD, f"{where}: neither sku_id nor num_iid")
@@ -233,7 +250,8 @@ def _parse_fullinfo(doc: Any, headers: Any) -> tuple[OrderUpdate, ...]:
                 line_id=base.id_str(base.required(o, "oid", where), f"{where}.oid"),
                 quantity=base.quantity(base.required(o, "num", where), f"{where}.num"),
                 status=status,
-                shipped=_shipped(raw_status, status, evidence),
+                shipped=shipped,
+                shipped_ms=consign_ms if shipped else None,
                 **fields,
             )
         )

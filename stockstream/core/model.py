@@ -40,6 +40,10 @@ class LineUpdate:
     # not undo a shipment); SHIPPED and FINISHED imply it.
     shipped: Optional[bool] = False
     listing_id: Optional[str] = None  # num_iid / wareId / product_id / goods_id
+    # When this line's goods left the warehouse, as the platform states it (Tmall sub-order
+    # consign_time, Douyin sku order ship_time). Only read with shipped evidence; dates the SHIP
+    # movement. None: not in the message (`OrderUpdate.shipped_ms` or the update's time is used).
+    shipped_ms: Optional[int] = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,10 @@ class OrderUpdate:
     # that is not closed (see stockstream/core/orders.py); `lines` may then be empty.
     status: Optional[LineStatus] = None
     shipped: Optional[bool] = None  # with `status`: as `LineUpdate.shipped`, for the whole order
+    # When the order's goods left the warehouse, as the platform states it (PDD shipping_time: one
+    # shipment per order). For the order-level `status` and for every line of `lines` without a
+    # `shipped_ms` of its own; only read with shipped evidence. None: not stated (see orders.py).
+    shipped_ms: Optional[int] = None
 
 
 class WarehouseEventType(str, Enum):

@@ -31,7 +31,8 @@ in-order delivery; it may skip a RESERVE + RELEASE pair that in-order delivery w
 Status-only statements: a notification may carry a line's status without its details
 (`LineUpdate.platform_sku_id` and `quantity` None), or a status for the whole order
 (`OrderUpdate.status`, lines unnamed). Each statement is (status rank, modified_ms, shipped
-evidence), evidence being `shipped` True or a SHIPPED/FINISHED status; a line once shipped stays
+evidence and the ship time it proves, see "Ship dating"), evidence being `shipped` True or a
+SHIPPED/FINISHED status; a line once shipped stays
 shipped (None and False never undo it). `shipped` None on a CLOSED without other evidence counts
 as not shipped (a cancellation).
 
@@ -39,14 +40,16 @@ as not shipped (a cancellation).
   the line keeps its stored platform SKU, merchant code, quantity and components. A line update
   with only some details (SKU without quantity...) overwrites only what it carries.
 * For an unknown line (no detail seen yet) it cannot move stock: it is held in the order state as
-  the line's *pending status* (the highest (rank, modified_ms) held, shipped evidence OR-ed) and
+  the line's *pending status* (the highest (rank, modified_ms) held, shipped evidence OR-ed with
+  the earliest ship time) and
   `needs_detail` asks the caller to fetch the order detail. It is never `unmapped`, never
   deferred, produces no movement. When a detailed statement (a snapshot or a push with SKU and
   quantity) first makes the line known, the line starts from the highest of the detail's own
   status, its pending status and the order-level status (below), as if the detail had carried it.
 * An order-level statement applies, at once, to every known line that is not closed (the order's
   lines move together) with the usual ordering rule per line, and is kept as the order's status
-  (highest (rank, modified_ms), plus the earliest modified_ms with shipped evidence) for lines
+  (highest (rank, modified_ms), plus the earliest modified_ms with shipped evidence and the earliest
+  ship time proved) for lines
   that become known later. `needs_detail` is set when the order has no known line yet.
   Line-level CLOSED: CLOSED is terminal, so a line closed on its own (partial refund /
   cancellation) stays closed whatever order-level statuses follow, and an order-level CLOSED
@@ -57,6 +60,22 @@ as not shipped (a cancellation).
   line left the order); if it carried shipped evidence the line ships and the late close cannot
   undo it: on_hand is then low by the line's quantity (ATS understated, never overstated) until
   the next stock count.
+
+Ship dating: a SHIP movement's event time is when the goods left, as well as the input tells,
+because a stock count between two candidate times counts the shipment in or out (see
+stockstream/core/stock.py). Every statement with shipped evidence proves a ship time: the
+platform's own (`LineUpdate.shipped_ms`, else `OrderUpdate.shipped_ms`; never later than the
+statement) when stated, else the statement's modified_ms. Held statements (pending, order status)
+keep the earliest ship time proved (an order-level one concerns a line closed on its own only if
+older than the close, as for evidence). SHIP is dated by the earliest ship time proved by what has
+been seen when it is emitted: never by the time of an update that only made the line known (a
+held ship notice applied when an older PAID snapshot arrives keeps the notice's time). Evidence
+that arrives after SHIP was emitted cannot re-date it: when the first shipped evidence seen states
+no ship time and is late (a JD poll missed the shipped state; a FINISHED or refund notification
+without ship time reordered ahead of the shipment) the shipment is dated late: a count in between
+leaves on_hand low by the line quantity (ATS understated, never overstated) until the next count.
+The time is kept in the line (`LineState.ship_ms`) so that a replay gives back the same movement.
+Other movements carry the update's modified_ms.
 
 Bundles: a line resolves to components [(master SKU, units per unit)]; each component moves
 line quantity x component quantity. Components are resolved once, when the line first needs a
@@ -133,11 +152,28 @@ def _evidence(status: LineStatus, shipped: Optional[bool]) -> bool:
     return shipped is True or status is LineStatus.SHIPPED or status is LineStatus.FINISHED
 
 
-# A statement about a line: (status rank, modified_ms, shipped evidence).
-Statement = tuple[int, int, bool]
+def _ship_time(status: LineStatus, shipped: Optional[bool], modified_ms: int, stated_ms: Optional[int]) -> Optional[int]:
+    """The ship time a statement proves (None: no shipped evidence): the platform's own ship time
+    when it states one, else the statement's modified time (the goods had left by then). Never
+    later than the statement itself."""
+    if not _evidence(status, shipped):
+        return None
+    return modified_ms if stated_ms is None or stated_ms > modified_ms else stated_ms
+
+
+def _earliest(a: Optional[int], b: Optional[int]) -> Optional[int]:
+    if a is None:
+        return b
+    return a if b is None or a <= b else b
+
+
+# A statement about a line: (status rank, modified_ms, ship time it proves or None: no shipped
+# evidence). Statements about one line merge to the highest (rank, modified_ms) and the earliest
+# ship time (the best evidence of when the goods left).
+Statement = tuple[int, int, Optional[int]]
 # The order-level status: (rank, modified_ms, earliest modified_ms of an order-level statement with
-# shipped evidence, or None).
-OrderStatus = tuple[int, int, Optional[int]]
+# shipped evidence or None, earliest ship time those statements prove or None).
+OrderStatus = tuple[int, int, Optional[int], Optional[int]]
 
 
 def _merge_statements(held: Optional[Statement], new: Statement) -> Statement:
@@ -145,17 +181,15 @@ def _merge_statements(held: Optional[Statement], new: Statement) -> Statement:
     if held is None:
         return new
     top = held if held[:2] >= new[:2] else new
-    return (top[0], top[1], held[2] or new[2])
+    return (top[0], top[1], _earliest(held[2], new[2]))
 
 
-def _merge_order_status(held: Optional[OrderStatus], rank: int, modified_ms: int, evidence: bool) -> OrderStatus:
-    shipped_ms = modified_ms if evidence else None
+def _merge_order_status(held: Optional[OrderStatus], rank: int, modified_ms: int, ship_ms: Optional[int]) -> OrderStatus:
+    evidence_ms = None if ship_ms is None else modified_ms
     if held is None:
-        return (rank, modified_ms, shipped_ms)
+        return (rank, modified_ms, evidence_ms, ship_ms)
     top = max(held[:2], (rank, modified_ms))
-    if held[2] is not None and (shipped_ms is None or held[2] < shipped_ms):
-        shipped_ms = held[2]
-    return (top[0], top[1], shipped_ms)
+    return (top[0], top[1], _earliest(held[2], evidence_ms), _earliest(held[3], ship_ms))
 
 
 def _with_order_status(line: Statement, order: Optional[OrderStatus]) -> Statement:
@@ -164,12 +198,12 @@ def _with_order_status(line: Statement, order: Optional[OrderStatus]) -> Stateme
     statements do not concern it (CLOSED outranks them anyway) and give it no shipped evidence."""
     if order is None:
         return line
-    rank, modified_ms, evidence = line
+    rank, modified_ms, ship_ms = line
     if order[2] is not None and (rank < _CLOSED or order[2] < modified_ms):
-        evidence = True
+        ship_ms = _earliest(ship_ms, order[3])
     if rank < _CLOSED and order[:2] > (rank, modified_ms):
         rank, modified_ms = order[0], order[1]
-    return (rank, modified_ms, evidence)
+    return (rank, modified_ms, ship_ms)
 
 
 def _effect_of(emitted: int) -> Effect:
@@ -190,6 +224,8 @@ class LineState:
     emitted: int = 0  # RESERVE_BIT | RELEASE_BIT | SHIP_BIT
     # (master SKU, units for the whole line), fixed when the line first moved stock.
     components: tuple[tuple[str, int], ...] = ()
+    # The event time of its SHIP movements, fixed when they were emitted (replays reuse it).
+    ship_ms: Optional[int] = None
 
     @property
     def effect(self) -> Effect:
@@ -201,7 +237,7 @@ class LineState:
         return self.rank >= _CLOSED or bool(self.emitted & SHIP_BIT)
 
     def to_list(self) -> list:
-        return [
+        data = [
             self.rank,
             self.modified_ms,
             self.quantity,
@@ -210,12 +246,16 @@ class LineState:
             self.platform_sku_id,
             [x for component in self.components for x in component],
         ]
+        if self.ship_ms is not None:
+            data.append(self.ship_ms)
+        return data
 
     @classmethod
     def from_list(cls, data: Sequence) -> "LineState":
         flat = data[6]
         components = tuple((flat[i], flat[i + 1]) for i in range(0, len(flat), 2))
-        return cls(data[0], data[1], data[2], data[4], data[5], data[3], components)
+        # States saved before ship times were kept have 7 items: replays then use the memo's time.
+        return cls(data[0], data[1], data[2], data[4], data[5], data[3], components, data[7] if len(data) > 7 else None)
 
 
 # One memorised position: the movements derived there, as (line_id, sku, type bit, quantity);
@@ -283,7 +323,10 @@ class OrderState:
         if self.settled:
             data["x"] = 1
         if self.pending:
-            data["q"] = {line_id: [rank, ms, int(evidence)] for line_id, (rank, ms, evidence) in self.pending.items()}
+            data["q"] = {
+                line_id: [rank, ms, 0] if ship_ms is None else [rank, ms, 1, ship_ms]
+                for line_id, (rank, ms, ship_ms) in self.pending.items()
+            }
         if self.order_status is not None:
             data["os"] = list(self.order_status)
         return data
@@ -301,9 +344,21 @@ class OrderState:
             },
             data["t"],
             bool(data.get("x")),
-            {line_id: (p[0], p[1], bool(p[2])) for line_id, p in data.get("q", {}).items()},
-            tuple(data["os"]) if "os" in data else None,  # type: ignore[arg-type]
+            {line_id: _pending_from_list(p) for line_id, p in data.get("q", {}).items()},
+            _order_status_from_list(data["os"]) if "os" in data else None,
         )
+
+
+def _pending_from_list(p: Sequence) -> Statement:
+    # [rank, ms, evidence] (saved before ship times were kept: the evidence dated by ms) or
+    # [rank, ms, 1, ship_ms].
+    if len(p) > 3:
+        return (p[0], p[1], p[3])
+    return (p[0], p[1], p[1] if p[2] else None)
+
+
+def _order_status_from_list(os: Sequence) -> OrderStatus:
+    return (os[0], os[1], os[2], os[3] if len(os) > 3 else os[2])
 
 
 @dataclass(slots=True)
@@ -375,14 +430,16 @@ def _move(
     platform: str,
     line_id: str,
     new: LineState,
-    evidence: bool,
+    ship_ms: Optional[int],
     source: LineUpdate,
     reserve_unpaid: bool,
     resolve: Resolver,
 ) -> None:
     """Plan `new` (the line after a statement, still with the bits it had emitted before) and the
-    movements that take it there. `source` is what the resolver gets for the line's listing."""
-    bits = _bits(new.emitted, line_effect(LineStatus(new.rank), evidence, reserve_unpaid), new.rank)
+    movements that take it there. `ship_ms` is the ship time the line's statements prove (None:
+    no shipped evidence): it dates a SHIP emitted now. `source` is what the resolver gets for the
+    line's listing."""
+    bits = _bits(new.emitted, line_effect(LineStatus(new.rank), ship_ms is not None, reserve_unpaid), new.rank)
     if bits and not new.components:
         resolved = _resolve_components(resolve, platform, source, new.quantity)
         if resolved is None:
@@ -391,6 +448,9 @@ def _move(
         new.components = resolved
     for bit in bits:
         new.emitted |= bit
+    if SHIP_BIT in bits:
+        # SHIPPED / FINISHED always carry evidence, so ship_ms is set; the fallback is defensive.
+        new.ship_ms = ship_ms if ship_ms is not None else new.modified_ms
     plan.lines[line_id] = new
     if bits:
         plan.emits.append((line_id, bits, new.components))
@@ -407,7 +467,7 @@ def _step_known(
     resolve: Resolver,
 ) -> None:
     """A statement about a known line: a line update (`lu`, maybe status-only) or the order's."""
-    rank, modified_ms, evidence = statement
+    rank, modified_ms, ship_ms = statement
     if current.rank >= _CLOSED or (rank, modified_ms) <= (current.rank, current.modified_ms):
         return  # closed (terminal), duplicate or stale
     quantity, code, sku = current.quantity, current.merchant_code, current.platform_sku_id
@@ -417,9 +477,9 @@ def _step_known(
         if lu.quantity is not None:
             quantity = lu.quantity
     if lu is None or (lu.platform_sku_id, lu.merchant_code, lu.quantity) != (sku, code, quantity):
-        lu = LineUpdate(line_id, sku, code, quantity, LineStatus(rank), evidence, lu.listing_id if lu else None)
-    new = LineState(rank, modified_ms, quantity, code, sku, current.emitted, current.components)
-    _move(plan, platform, line_id, new, evidence, lu, reserve_unpaid, resolve)
+        lu = LineUpdate(line_id, sku, code, quantity, LineStatus(rank), ship_ms is not None, lu.listing_id if lu else None)
+    new = LineState(rank, modified_ms, quantity, code, sku, current.emitted, current.components, current.ship_ms)
+    _move(plan, platform, line_id, new, ship_ms, lu, reserve_unpaid, resolve)
 
 
 def _plan(state: OrderState, update: OrderUpdate, reserve_unpaid: bool, resolve: Resolver) -> _Plan:
@@ -429,14 +489,16 @@ def _plan(state: OrderState, update: OrderUpdate, reserve_unpaid: bool, resolve:
     order_status = state.order_status
     order_statement: Optional[Statement] = None
     if update.status is not None:
-        order_statement = (int(update.status), modified_ms, _evidence(update.status, update.shipped))
+        ship_ms = _ship_time(update.status, update.shipped, modified_ms, update.shipped_ms)
+        order_statement = (int(update.status), modified_ms, ship_ms)
         merged_order = _merge_order_status(order_status, *order_statement)
         if merged_order != order_status:
             plan.order_status = order_status = merged_order
 
     for lu in update.lines:
         line_id = lu.line_id
-        statement = (int(lu.status), modified_ms, _evidence(lu.status, lu.shipped))
+        stated = lu.shipped_ms if lu.shipped_ms is not None else update.shipped_ms
+        statement = (int(lu.status), modified_ms, _ship_time(lu.status, lu.shipped, modified_ms, stated))
         current = plan.lines.get(line_id) or state.lines.get(line_id)
         if current is not None:
             _step_known(plan, platform, line_id, current, statement, lu, reserve_unpaid, resolve)
@@ -449,11 +511,11 @@ def _plan(state: OrderState, update: OrderUpdate, reserve_unpaid: bool, resolve:
             plan.needs_detail = True
             continue
         # First detail of the line: it starts from the highest status stated so far.
-        rank, start_ms, evidence = _with_order_status(merged, order_status)
+        rank, start_ms, ship_ms = _with_order_status(merged, order_status)
         if line_id in state.pending:
             plan.pending[line_id] = None
         new = LineState(rank, start_ms, lu.quantity, lu.merchant_code, lu.platform_sku_id)  # type: ignore[arg-type]
-        _move(plan, platform, line_id, new, evidence, lu, reserve_unpaid, resolve)
+        _move(plan, platform, line_id, new, ship_ms, lu, reserve_unpaid, resolve)
 
     if order_statement is not None:
         # Every known line, in a fixed order (movement order must be the same on replay).
@@ -483,13 +545,18 @@ def _movements(
     out = []
     for i, (line_id, sku, bit, quantity) in enumerate(items):
         mtype = _BIT_TYPE[bit]
+        at_ms = event_time_ms
+        if bit == SHIP_BIT:
+            line = state.lines.get(line_id)
+            if line is not None and line.ship_ms is not None:
+                at_ms = line.ship_ms  # fixed when first emitted: a replay dates it the same
         out.append(
             Movement(
                 movement_id=movement_id(platform, shop_id, order_id, line_id, sku, _BIT_NAME[bit]),
                 type=mtype,
                 sku=sku,
                 quantity=quantity,
-                event_time_ms=event_time_ms,
+                event_time_ms=at_ms,
                 location=location if bit == SHIP_BIT else None,
                 channel=channel,
                 platform=platform,
@@ -609,7 +676,7 @@ def is_settled(state: OrderState, now_ms: int, retention_ms: int) -> bool:
 
 
 def _closed_unshipped(statement: Statement) -> bool:
-    return statement[0] >= _CLOSED and not statement[2]
+    return statement[0] >= _CLOSED and statement[2] is None
 
 
 def settle(state: OrderState) -> OrderState:

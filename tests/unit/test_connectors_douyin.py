@@ -31,6 +31,7 @@ def expected_detail(order: SimOrder) -> OrderUpdate:
             status=order.line_status(line),
             shipped=order.line_shipped(line),
             listing_id=line.listing_id,
+            shipped_ms=order.shipped_ms if order.line_shipped(line) else None,  # consign / ship time
         )
         for line in order.lines
     )
@@ -242,3 +243,25 @@ def test_detail_error_responses() -> None:
     rejected(douyin.parse(dumps(err), DETAIL), base.PLATFORM_ERROR)
     rejected(douyin.parse(dumps(err), {}), base.PLATFORM_ERROR)
     rejected(douyin.parse(dumps({"code": 10000, "data": []}), DETAIL), base.WRONG_SHAPE)
+
+
+def test_ship_time_dates_the_shipment() -> None:
+    order = example_order("douyin", LineStatus.SHIPPED)
+    doc = douyin.order_detail_response(order)
+    detail = doc["data"]["shop_order_detail"]
+    assert [l.shipped_ms for l in only(douyin.parse(dumps(doc), DETAIL)).lines] == [order.shipped_ms] * 2
+    # without a per-sku ship_time, the order's (its first shipment) dates a one-line order only
+    for sku_order in detail["sku_order_list"]:
+        del sku_order["ship_time"]
+    assert [l.shipped_ms for l in only(douyin.parse(dumps(doc), DETAIL)).lines] == [None, None]
+    detail["sku_order_list"] = detail["sku_order_list"][:1]
+    assert [l.shipped_ms for l in only(douyin.parse(dumps(doc), DETAIL)).lines] == [order.shipped_ms]
+    # a push stating a ship time carries it
+    msg = douyin.push_message(order, "102", "7000000000000000009")
+    data = json.loads(msg["data"])
+    data["ship_time"] = order.shipped_ms // 1000 - 60
+    msg["data"] = json.dumps(data)
+    assert {l.shipped_ms for l in only(douyin.parse(dumps(msg), PUSH)).lines} == {order.shipped_ms - 60_000}
+    del data["s_ids"]
+    msg["data"] = json.dumps(data)
+    assert only(douyin.parse(dumps(msg), PUSH)).shipped_ms == order.shipped_ms - 60_000

@@ -34,7 +34,9 @@ def expected(order: SimOrder) -> OrderUpdate:
         )
         for line in order.lines
     )
-    return OrderUpdate("pdd", SHOP, order.order_id, order.modified_ms, lines, snapshot=True)
+    # shipping_time: one shipment per order, for every line
+    shipped_ms = order.shipped_ms if order.any_shipped else None
+    return OrderUpdate("pdd", SHOP, order.order_id, order.modified_ms, lines, snapshot=True, shipped_ms=shipped_ms)
 
 
 def only(outcome: object) -> OrderUpdate:
@@ -195,3 +197,14 @@ def test_error_response_and_missing_shop() -> None:
     err = pdd.error_response(52101, "当前接口您已被限流，请稍后重试", "52101", "限流")
     rejected(pdd.parse(dumps(err), ORDER), base.PLATFORM_ERROR)
     rejected(pdd.parse(dumps(pdd.order_information_response(example_order("pdd"))), {"kind": "order"}), base.MISSING_SHOP)
+
+
+def test_shipping_time_dates_the_shipment_of_every_line() -> None:
+    order = example_order("pdd", LineStatus.FINISHED)
+    update = only(pdd.parse(dumps(pdd.order_information_response(order)), ORDER))
+    assert update.shipped_ms == order.shipped_ms and {l.shipped_ms for l in update.lines} == {None}
+    doc = pdd.order_information_response(order)
+    doc["order_info_get_response"]["order_info"]["shipping_time"] = "soon"
+    assert only(pdd.parse(dumps(doc), ORDER)).shipped_ms is None  # unreadable: the snapshot's time dates it
+    frame = only(pdd.parse(dumps(pdd.ws_frame(order, "pdd_trade_TradeSuccess", 7)), FRAME))
+    assert frame.shipped and frame.shipped_ms is None  # frames state no ship time

@@ -32,6 +32,7 @@ def expected_snapshot(order: SimOrder) -> OrderUpdate:
             status=order.line_status(line),
             shipped=order.line_shipped(line),
             listing_id=line.listing_id,
+            shipped_ms=order.shipped_ms if order.line_shipped(line) else None,  # consign / ship time
         )
         for line in order.lines
     )
@@ -176,7 +177,12 @@ def _tmc_expected(order: SimOrder, line_index: int, status: LineStatus, shipped:
         order.shop_id,
         order.order_id,
         order.modified_ms,
-        (LineUpdate(line.line_id, line.sku_id, line.merchant_code, line.quantity, status, shipped, line.listing_id),),
+        (
+            LineUpdate(
+                line.line_id, line.sku_id, line.merchant_code, line.quantity, status, shipped, line.listing_id,
+                shipped_ms=order.shipped_ms if shipped else None,  # content.consign_time
+            ),
+        ),
         message_id=message_id,
     )
 
@@ -345,3 +351,30 @@ def test_tmc_rejections() -> None:
     content = json.loads(good["content"])
     rejected(tmall.parse(dumps(dict(good, content=json.dumps(dict(content, num=-2)))), TMC), base.BAD_QUANTITY)
     rejected(tmall.parse(dumps(dict(good, content=json.dumps(dict(content, status="PAID")))), TMC), base.UNKNOWN_STATUS)
+
+
+def test_consign_time_dates_the_shipment() -> None:
+    """consign_time becomes `shipped_ms` (the SHIP movement's time): a sub-order's own, or the
+    trade's for a one-line trade; an unreadable one is no reason to reject the snapshot."""
+    eight = base.gmt8_ms("2024-11-11 08:00:00", "t")
+    line = only(tmall.parse(_fullinfo("TRADE_FINISHED", consign={"consign_time": "2024-11-11 08:00:00"}), FULLINFO)).lines[0]
+    assert (line.shipped, line.shipped_ms) == (True, eight)
+    line = only(tmall.parse(_fullinfo("WAIT_SELLER_SEND_GOODS", consign={"consign_time": "2024-11-11 08:00:00"}), FULLINFO)).lines[0]
+    assert (line.shipped, line.shipped_ms) == (False, None)  # no shipped evidence: not read
+    line = only(tmall.parse(_fullinfo("TRADE_FINISHED", consign={"consign_time": "yesterday"}), FULLINFO)).lines[0]
+    assert (line.shipped, line.shipped_ms) == (True, None)
+    doc = json.loads(_fullinfo("TRADE_FINISHED"))
+    trade = doc["trade_fullinfo_get_response"]["trade"]
+    trade["consign_time"] = "2024-11-11 08:00:00"
+    assert only(tmall.parse(dumps(doc), FULLINFO)).lines[0].shipped_ms == eight
+    trade["orders"]["order"].append(dict(trade["orders"]["order"][0], oid=3))
+    # the trade's consign_time is its first shipment: it does not date the sub-orders of a larger trade
+    assert [l.shipped_ms for l in only(tmall.parse(dumps(doc), FULLINFO)).lines] == [None, None]
+
+
+def test_tmc_consign_time_dates_the_sub_order_only() -> None:
+    order = example_order("tmall", LineStatus.FINISHED)
+    line_msg = only(tmall.parse(dumps(tmall.tmc_message(order, "taobao_trade_TradeSuccess", 1, order.lines[0])), TMC))
+    assert line_msg.lines[0].shipped_ms == order.shipped_ms
+    trade_msg = only(tmall.parse(dumps(tmall.tmc_message(order, "taobao_trade_TradeSuccess", 2)), TMC))
+    assert trade_msg.lines == () and trade_msg.shipped_ms is None

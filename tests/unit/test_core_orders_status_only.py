@@ -409,12 +409,14 @@ def test_pending_line_status_applies_when_the_detail_arrives(detail_first):
     a = apply(None, first, offset=0)
     if not detail_first:
         assert a.movements == [] and a.changed and a.needs_detail and not a.deferred and a.unmapped == ()
-        assert a.state.lines == {} and a.state.pending == {"L0": (int(LineStatus.SHIPPED), ms(3), True)}
+        assert a.state.lines == {} and a.state.pending == {"L0": (int(LineStatus.SHIPPED), ms(3), ms(3))}
         assert roundtrip(a.state).to_dict() == a.state.to_dict()
     b = apply(a.state, second, offset=1)
     moved = sorted(types(a) + types(b))
     assert moved == sorted([(R, "L0", "SKU-A", 2), (R, "L0", "SKU-C", 4), (S, "L0", "SKU-A", 2), (S, "L0", "SKU-C", 4)])
     assert b.state.pending == {} and b.state.lines["L0"].rank == LineStatus.SHIPPED
+    # Shipped as the notice said, never at the older snapshot's time.
+    assert {m.event_time_ms for m in a.movements + b.movements if m.type is S} == {ms(3)}
 
 
 def test_pending_keeps_the_highest_status_and_shipment_evidence():
@@ -422,15 +424,17 @@ def test_pending_keeps_the_highest_status_and_shipment_evidence():
     r = apply(r.state, upd(1, status_only("L0", LineStatus.PAID, False)))
     assert not r.changed and r.needs_detail  # lower: nothing to keep, detail still wanted
     r = apply(r.state, upd(5, status_only("L0", LineStatus.CLOSED, None)))
-    assert r.state.pending == {"L0": (int(LineStatus.CLOSED), ms(5), True)}  # refunded after shipment
+    # Refunded after shipment; the shipment is dated by the earliest statement that proved it.
+    assert r.state.pending == {"L0": (int(LineStatus.CLOSED), ms(5), ms(2))}
     r = apply(r.state, upd(6, detailed(L0, LineStatus.CLOSED, True), snapshot=True))
     assert sorted(types(r)) == sorted([(R, "L0", "SKU-A", 2), (R, "L0", "SKU-C", 4), (S, "L0", "SKU-A", 2), (S, "L0", "SKU-C", 4)])
+    assert {m.type: m.event_time_ms for m in r.movements} == {R: ms(6), S: ms(2)}
 
 
 def test_order_level_status_before_any_detail_is_held_then_applied():
     r = apply(None, upd(2, status=LineStatus.PAID, shipped=False), offset=0)
     assert r.movements == [] and r.changed and r.needs_detail and r.unmapped == () and not r.deferred
-    assert r.state.order_status == (int(LineStatus.PAID), ms(2), None)
+    assert r.state.order_status == (int(LineStatus.PAID), ms(2), None, None)
     assert roundtrip(r.state).to_dict() == r.state.to_dict()
     r = apply(r.state, upd(1, detailed(L0, LineStatus.CREATED, False), detailed(L1, LineStatus.CREATED, False), snapshot=True), offset=1)
     assert types(r) == [(R, "L0", "SKU-A", 2), (R, "L0", "SKU-C", 4), (R, "L1", "SKU-A", 3)]
