@@ -71,6 +71,10 @@ class Settings(BaseSettings):
 
     # Platform SKU / merchant code -> master SKU map (CSV). Unset: merchant codes are master SKUs.
     catalog_path: Optional[Path] = None
+    # identity: a merchant code the catalog (CSV seed + `catalog` topic) does not know is taken as
+    # the master SKU itself. strict: it is unmapped (quarantined, retried once the catalog learns
+    # it). Unset: strict when catalog_path is set, identity otherwise (see streams/catalog_feed.py).
+    catalog_mode: Optional[Literal["identity", "strict"]] = None
 
     def shop(self, platform: str, shop_id: str) -> Optional[ShopCredentials]:
         for shop in self.shops:

@@ -56,6 +56,13 @@ INGEST = TopicSpec(
 QUARANTINE = TopicSpec(
     "quarantine", "input that parsed but made no sense, or could not be mapped, with the reason", retention_ms=30 * DAY_MS
 )
+RETRY = TopicSpec(
+    "retry",
+    "internal: quarantined raw records the catalog can now map, re-submitted to the normalizer "
+    "(one RawRecord per record, partitioned by order key like ingest)",
+    retention_ms=7 * DAY_MS,
+    schema="stockstream.IngestBatch",
+)
 CATALOG = TopicSpec("catalog", "platform SKU / merchant code -> master SKU and bundle components", compacted=True)
 MOVEMENTS = TopicSpec(
     "movements",
@@ -79,6 +86,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     RAW_WAREHOUSE,
     INGEST,
     QUARANTINE,
+    RETRY,
     CATALOG,
     MOVEMENTS,
     ATS,

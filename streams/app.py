@@ -8,13 +8,18 @@ event still being processed (faust-streaming#606).
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
 
 import faust
 
 from stockstream.settings import Settings
-from stockstream.topics import ATS, INGEST, MOVEMENTS, QUARANTINE
+from stockstream.topics import ATS, INGEST, MOVEMENTS, QUARANTINE, RETRY
 from streams.tables import TableStore
+
+if TYPE_CHECKING:
+    from streams.catalog_feed import CatalogFeed
 
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
@@ -27,7 +32,9 @@ class Pipeline:
     stock: faust.Table
 
 
-def create_app(settings: Settings) -> Pipeline:
+def create_app(settings: Settings, catalog_feed: Optional["CatalogFeed"] = None) -> Pipeline:
+    """`catalog_feed`: the worker's live catalog (streams/catalog_feed.py); the normalize agents
+    wait until it has loaded. None: the CSV / identity catalog of `load_catalog`, fixed."""
     app = faust.App(
         # The prefix is part of the id so that consumer groups and changelog topics of two
         # deployments (or two tests) sharing one cluster never meet.
@@ -54,7 +61,7 @@ def create_app(settings: Settings) -> Pipeline:
     orders = _bytes_table(app, "orders", settings)
     stock = _bytes_table(app, "stock", settings)
     pipeline = Pipeline(app=app, settings=settings, orders=orders, stock=stock)
-    _wire_order_agent(pipeline)
+    _wire_order_agent(pipeline, catalog_feed)
     _wire_stock_agent(pipeline)
     from streams.web import register_views
 
@@ -76,23 +83,43 @@ def _topic(app: faust.App, settings: Settings, name: str) -> faust.TopicT:
     return app.topic(settings.topic(name), partitions=settings.partitions, internal=False, **RAW)
 
 
-def _wire_order_agent(pipeline: Pipeline) -> None:
+def _wire_order_agent(pipeline: Pipeline, catalog_feed: Optional["CatalogFeed"] = None) -> None:
     from streams.normalize import Normalizer
+    from streams.retry import retry_origin
 
     app, settings = pipeline.app, pipeline.settings
     ingest = _topic(app, settings, INGEST.name)
     movements = _topic(app, settings, MOVEMENTS.name)
     quarantine = _topic(app, settings, QUARANTINE.name)
-    normalizer = Normalizer(settings)
+    retry = _topic(app, settings, RETRY.name)
+    normalizer = Normalizer(settings, catalog_feed.resolver if catalog_feed is not None else None)
+
+    async def catalog_loaded() -> None:
+        # Before the catalog is loaded every order would look unmapped.
+        while catalog_feed is not None and not catalog_feed.ready.is_set():
+            await asyncio.sleep(0.05)
+
+    async def emit(output) -> None:
+        for partition, value in output.movement_batches:
+            await movements.send(value=value, partition=partition)
+        for key, value in output.quarantined:
+            await quarantine.send(key=key, value=value)
 
     @app.agent(ingest, name="normalize", concurrency=1)
     async def normalize(stream):
+        await catalog_loaded()
         async for event in stream.events():
-            output = normalizer.process(event.value, event.message.partition, TableStore(pipeline.orders))
-            for partition, value in output.movement_batches:
-                await movements.send(value=value, partition=partition)
-            for key, value in output.quarantined:
-                await quarantine.send(key=key, value=value)
+            await emit(normalizer.process(event.value, event.message.partition, TableStore(pipeline.orders)))
+
+    # Quarantined records re-submitted once the catalog maps them (streams/retry.py): same table,
+    # co-partitioned topic, an origin stream of their own.
+    @app.agent(retry, name="normalize-retry", concurrency=1)
+    async def normalize_retry(stream):
+        await catalog_loaded()
+        async for event in stream.events():
+            message = event.message
+            origin = retry_origin(message.partition, message.offset)
+            await emit(normalizer.process(event.value, message.partition, TableStore(pipeline.orders), origin=origin))
 
 
 def _wire_stock_agent(pipeline: Pipeline) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Optional, Protocol, Sequence
+from typing import Callable, Optional, Protocol, Sequence
 
 import orjson
 
@@ -31,6 +31,16 @@ from streams.partitioning import partition_for
 
 # Several updates parsed from one raw record get disjoint origin index ranges.
 INDEX_STRIDE = 1024
+
+# (position of the raw record in its batch, raw record) -> (origin stream, origin offset, base index):
+# the ordered source the movements derived from that record are marked with downstream.
+OriginOf = Callable[[int, dict], tuple[str, int, int]]
+
+
+def ingest_origin(ingest_partition: int) -> OriginOf:
+    """Records of the `ingest` topic: one stream per (ingest partition, raw topic partition), at
+    the raw record's own offset (a replayed raw record lands at the same position)."""
+    return lambda _position, raw: (f"{ingest_partition}|{raw['topic']}/{raw['partition']}", raw["offset"], 0)
 
 UNMAPPED_SKU = "unmapped_sku"
 MALFORMED_BATCH = "malformed_batch"
@@ -63,16 +73,15 @@ class IdentityCatalog:
         return (SkuComponent(line.merchant_code, 1),)
 
 
-def load_catalog(settings: Settings) -> Catalog | IdentityCatalog:
-    if settings.catalog_path is None:
-        return IdentityCatalog()
-    import csv
+def load_catalog(settings: Settings):
+    """The catalog of a worker that follows no catalog topic: the CSV seed (if any) with the
+    fallback of `catalog_mode` (see streams/catalog_feed.py)."""
+    from streams.catalog_feed import CatalogResolver, catalog_mode, seed_catalog
 
-    with open(settings.catalog_path, newline="", encoding="utf-8") as rows:
-        return Catalog.from_rows(
-            (r["platform"], r["platform_sku_id"], r.get("merchant_code") or None, r["master_sku"], int(r["quantity"]))
-            for r in csv.DictReader(rows)
-        )
+    identity = catalog_mode(settings) == "identity"
+    if settings.catalog_path is None and identity:
+        return IdentityCatalog()
+    return CatalogResolver(seed_catalog(settings), identity=identity)
 
 
 def quarantine_record(raw: dict, reason_code: str, reason: str, retryable: bool = False) -> bytes:
@@ -126,8 +135,13 @@ class Normalizer:
         prefix = settings.topic("raw.")
         self._platform_by_topic = {prefix + p: p for p in (*PLATFORMS, warehouse_feed.PLATFORM)}
 
-    def process(self, batch_value: bytes, ingest_partition: int, store: KeyValueStore) -> NormalizeOutput:
+    def process(
+        self, batch_value: bytes, ingest_partition: int, store: KeyValueStore, origin: Optional[OriginOf] = None
+    ) -> NormalizeOutput:
+        """`origin` names the ordered source of each record (default: `ingest_origin`); records
+        that are not first deliveries (the retry topic) must come from a stream of their own."""
         output = NormalizeOutput()
+        origin_of = origin or ingest_origin(ingest_partition)
         try:
             records = decode_ingest(batch_value)
         except CodecError as exc:
@@ -136,23 +150,24 @@ class Normalizer:
             return output
         state = _BatchState(store)
         movements: list[Movement] = []
-        for raw in records:
+        for position, raw in enumerate(records):
             output.records += 1
             platform = self._platform_by_topic.get(raw["topic"])
-            stream = f"{ingest_partition}|{raw['topic']}/{raw['partition']}"
+            source = origin_of(position, raw)
             if platform is None:
                 reason = f"records of topic {raw['topic']!r} are not marketplace or warehouse input"
                 output.quarantined.append((raw.get("key"), quarantine_record(raw, UNKNOWN_SOURCE, reason)))
             elif platform == warehouse_feed.PLATFORM:
-                self._warehouse(raw, stream, state, movements, output)
+                self._warehouse(raw, source, state, movements, output)
             else:
-                self._order(platform, raw, stream, state, movements, output)
+                self._order(platform, raw, source, state, movements, output)
         state.flush()
         output.movements = len(movements)
         output.movement_batches = self._batches(movements)
         return output
 
-    def _order(self, platform: str, raw: dict, stream: str, state: _BatchState, movements: list, output) -> None:
+    def _order(self, platform: str, raw: dict, origin: tuple, state: _BatchState, movements: list, output) -> None:
+        stream, offset, base = origin
         parsed = get_connector(platform).parse(raw["value"], raw.get("headers") or {})
         if isinstance(parsed, Rejected):
             output.quarantined.append((raw.get("key"), quarantine_record(raw, parsed.reason_code, parsed.reason)))
@@ -166,7 +181,7 @@ class Normalizer:
                 resolve=self.catalog.resolve,
                 reserve_unpaid=shop.reserve_unpaid if shop else False,
                 fulfilment_location=(shop.fulfilment_location if shop else None) or self.settings.default_location,
-                origin=Origin(stream, raw["offset"], number * INDEX_STRIDE),
+                origin=Origin(stream, offset, base + number * INDEX_STRIDE),
             )
             if result.changed:
                 state.changed(key, result.state)
@@ -180,7 +195,8 @@ class Normalizer:
                 output.quarantined.append((raw.get("key"), quarantine_record(raw, UNMAPPED_SKU, reason, retryable=True)))
             movements.extend(result.movements)
 
-    def _warehouse(self, raw: dict, stream: str, state: _BatchState, movements: list, output) -> None:
+    def _warehouse(self, raw: dict, origin: tuple, state: _BatchState, movements: list, output) -> None:
+        stream, offset, base = origin
         parsed = warehouse_feed.parse(raw["value"], raw.get("headers") or {})
         if isinstance(parsed, Rejected):
             output.quarantined.append((raw.get("key"), quarantine_record(raw, parsed.reason_code, parsed.reason)))
@@ -188,7 +204,7 @@ class Normalizer:
         for number, event in enumerate(parsed):
             key = f"w|{event.location}|{event.document_id}".encode()
             document, produced, changed = apply_warehouse_event(
-                state.get(key, DocumentState), event, Origin(stream, raw["offset"], number)
+                state.get(key, DocumentState), event, Origin(stream, offset, base + number)
             )
             if changed:
                 state.changed(key, document)

@@ -8,6 +8,7 @@ import mode
 from stockstream.settings import Settings
 from stockstream.topics import ensure_topics
 from streams.app import create_app
+from streams.catalog_feed import CatalogFeed, CatalogFeedService
 from streams.ingest import IngestBatcher
 
 
@@ -33,8 +34,12 @@ class IngestBatcherService(mode.Service):
 
 def run_worker(settings: Settings) -> None:
     ensure_topics(settings)
-    pipeline = create_app(settings)
-    worker = faust.Worker(pipeline.app, IngestBatcherService(settings), loglevel=settings.log_level, quiet=True)
+    feed = CatalogFeed(settings)
+    pipeline = create_app(settings, catalog_feed=feed)
+    from streams.retry import RetrierService
+
+    services = (IngestBatcherService(settings), CatalogFeedService(feed), RetrierService(settings, feed))
+    worker = faust.Worker(pipeline.app, *services, loglevel=settings.log_level, quiet=True)
     # Faust's spinner sets the root logger to DEBUG at WARN level: every debug call in faust and
     # aiokafka then builds a LogRecord (~10% CPU measured). Workers run without it.
     worker.spinner = None

@@ -79,6 +79,9 @@ class Catalog:
     def remove(self, merchant_code: str) -> None:
         self._by_code.pop(merchant_code, None)
 
+    def remove_listing(self, platform: str, platform_sku_id: str) -> None:
+        self._by_listing.pop((platform, platform_sku_id), None)
+
     def __len__(self) -> int:
         return len(self._by_code)
 
