@@ -9,6 +9,26 @@ from stockstream.settings import get_settings
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="stockstream: real-time available-to-sell stock")
 kafka_app = typer.Typer(no_args_is_help=True, help="The embedded single-node Apache Kafka broker (KRaft, no Docker).")
 app.add_typer(kafka_app, name="kafka")
+catalog_app = typer.Typer(no_args_is_help=True, help="The SKU catalog: the compacted `catalog` topic every worker follows.")
+app.add_typer(catalog_app, name="catalog")
+
+
+@catalog_app.command("load")
+def catalog_load(path: str = typer.Argument(..., help="CSV: platform,platform_sku_id,merchant_code,master_sku,quantity")) -> None:
+    """Publish a CSV catalog to the catalog topic (rows sharing a merchant code form a bundle);
+    running workers pick it up live."""
+    from rich.progress import Progress
+
+    from stockstream.catalog_topic import publish_records, read_csv, records_from_rows
+    from stockstream.topics import CATALOG, ensure_topics
+
+    settings = get_settings()
+    records = records_from_rows(read_csv(path))
+    ensure_topics(settings, (CATALOG,))
+    with Progress() as progress:
+        task = progress.add_task(f"publishing to {settings.topic(CATALOG.name)}", total=len(records))
+        count = publish_records(settings, records, on_progress=lambda n: progress.advance(task, n))
+    typer.echo(f"{count} catalog records published ({path})")
 
 
 @kafka_app.command("start")
@@ -70,6 +90,39 @@ def replay(
 
     differing = run_replay(get_settings(), as_of_ms=parse_moment(as_of) if as_of else None, sku=sku or None)
     raise typer.Exit(1 if differing else 0)
+
+
+@app.command("simulate")
+def simulate(
+    rate: float = typer.Option(5.0, help="orders per second, all four platforms together"),
+    shape: str = typer.Option("steady", help="steady | spike"),
+    spike_factor: float = typer.Option(10.0, help="spike: rate x this"),
+    spike_start: float = typer.Option(60.0, help="spike: seconds after the start"),
+    spike_minutes: float = typer.Option(5.0, help="spike: how long (minutes, fractions allowed)"),
+    duration: float = typer.Option(60.0, help="stop driving after this many seconds"),
+    seed: int = typer.Option(0, help="random seed of the shoppers"),
+    truth_out: str = typer.Option("simulate-truth.json", help="where to write the ground truth (JSON)"),
+    shops: int = typer.Option(2, help="shops per platform"),
+    skus: int = typer.Option(20, help="SKUs (merchant codes SIM-001...)"),
+    faults: bool = typer.Option(False, help="duplicate / delayed / reordered deliveries, failing and throttled API calls"),
+    max_orders: int = typer.Option(1_000_000, help="never create more orders than this"),
+    settle: float = typer.Option(60.0, help="afterwards wait at most this long for every delivery"),
+) -> None:
+    """Simulated shoppers on all four marketplaces (in-process simulators) through the real
+    adapters and the warehouse adapter into the raw topics; writes the ground truth. Ctrl-C stops."""
+    from pathlib import Path
+
+    from stockstream.simulate import SimulateOptions, run_simulation, summary
+
+    options = SimulateOptions(
+        rate=rate, shape=shape, spike_factor=spike_factor, spike_start_s=spike_start, spike_minutes=spike_minutes,
+        duration_s=duration, seed=seed, truth_out=Path(truth_out), shops=shops, skus=skus, faults=faults,
+        max_orders=max_orders, settle_s=settle,
+    )
+    truth = run_simulation(get_settings(), options)
+    typer.echo(summary(truth))
+    typer.echo(f"ground truth in {truth_out}")
+    raise typer.Exit(0 if truth["settled"] else 1)
 
 
 @app.command("topics")

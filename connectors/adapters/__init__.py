@@ -8,6 +8,10 @@
 Every adapter takes the platform's `ShopCredentials` (several shops, each with its own
 credentials) and a `RawPublisher` (or a sink), and implements `write_stock` plus `poll` or `push`
 of `connectors.base.Connector`. Classes are imported on first use.
+
+Feeds that are not marketplaces (no shops, no stock writes) are listed apart, by feed name:
+
+  warehouse  WarehouseAdapter  HTTP documents + CSV file drop -> raw.warehouse (bad input -> quarantine)
 """
 
 from __future__ import annotations
@@ -22,6 +26,10 @@ _ADAPTERS: dict[str, tuple[str, str]] = {
     "pdd": ("connectors.adapters.pdd", "PddAdapter"),
 }
 PLATFORMS: tuple[str, ...] = tuple(_ADAPTERS)
+_FEEDS: dict[str, tuple[str, str]] = {
+    "warehouse": ("connectors.adapters.warehouse", "WarehouseAdapter"),
+}
+FEEDS: tuple[str, ...] = tuple(_FEEDS)
 
 
 def adapter_class(platform: str) -> Any:
@@ -35,3 +43,12 @@ def adapter_class(platform: str) -> Any:
 def make_adapter(platform: str, shops: Any, publisher: Any = None, **options: Any) -> Any:
     """An adapter for the platform's shops among `shops` (others are ignored)."""
     return adapter_class(platform)(shops, publisher, **options)
+
+
+def make_feed_adapter(feed: str, publisher: Any, **options: Any) -> Any:
+    """The adapter of a non-marketplace feed, e.g. `make_feed_adapter("warehouse", publisher, tokens=...)`."""
+    try:
+        module, name = _FEEDS[feed]
+    except KeyError:
+        raise KeyError(f"no feed adapter {feed!r}; known: {', '.join(FEEDS)}") from None
+    return getattr(importlib.import_module(module), name)(publisher, **options)
