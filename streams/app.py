@@ -9,6 +9,7 @@ event still being processed (faust-streaming#606).
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
@@ -16,6 +17,7 @@ import faust
 
 from stockstream.settings import Settings
 from stockstream.topics import ATS, INGEST, MOVEMENTS, QUARANTINE, RETRY
+from streams import metrics
 from streams.tables import TableStore
 
 if TYPE_CHECKING:
@@ -99,7 +101,8 @@ def _wire_order_agent(pipeline: Pipeline, catalog_feed: Optional["CatalogFeed"] 
         while catalog_feed is not None and not catalog_feed.ready.is_set():
             await asyncio.sleep(0.05)
 
-    async def emit(output) -> None:
+    async def emit(output, started: float) -> None:
+        metrics.observe_normalized(output, time.perf_counter() - started)
         for partition, value in output.movement_batches:
             await movements.send(value=value, partition=partition)
         for key, value in output.quarantined:
@@ -109,7 +112,8 @@ def _wire_order_agent(pipeline: Pipeline, catalog_feed: Optional["CatalogFeed"] 
     async def normalize(stream):
         await catalog_loaded()
         async for event in stream.events():
-            await emit(normalizer.process(event.value, event.message.partition, TableStore(pipeline.orders)))
+            started = time.perf_counter()
+            await emit(normalizer.process(event.value, event.message.partition, TableStore(pipeline.orders)), started)
 
     # Quarantined records re-submitted once the catalog maps them (streams/retry.py): same table,
     # co-partitioned topic, an origin stream of their own.
@@ -119,7 +123,8 @@ def _wire_order_agent(pipeline: Pipeline, catalog_feed: Optional["CatalogFeed"] 
         async for event in stream.events():
             message = event.message
             origin = retry_origin(message.partition, message.offset)
-            await emit(normalizer.process(event.value, message.partition, TableStore(pipeline.orders), origin=origin))
+            started = time.perf_counter()
+            await emit(normalizer.process(event.value, message.partition, TableStore(pipeline.orders), origin=origin), started)
 
 
 def _wire_stock_agent(pipeline: Pipeline) -> None:
@@ -136,7 +141,9 @@ def _wire_stock_agent(pipeline: Pipeline) -> None:
         async for event in stream.events():
             message = event.message
             source = (message.topic, message.partition, message.offset)
+            started = time.perf_counter()
             output = processor.process(event.value, source, TableStore(pipeline.stock))
+            metrics.observe_stock(output, time.perf_counter() - started)
             for key, value in output.ats_records:
                 await ats.send(key=key, value=value)
             for key, value in output.quarantined:

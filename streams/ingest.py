@@ -25,6 +25,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from schemas import codec
 from stockstream.settings import Settings
 from stockstream.topics import INGEST, RAW_TOPICS, RAW_WAREHOUSE
+from streams import metrics
 from streams.partitioning import partition_for
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,10 @@ class IngestBatcher:
                 self._forward(producer, good)
                 consumer.commit(offsets=self._next_offsets(good), asynchronous=False)
                 self.records_batched += len(good)
+                by_topic: dict[str, int] = defaultdict(int)
+                for message in good:
+                    by_topic[message.topic()] += 1
+                metrics.observe_batched(by_topic, self.settings.topic("raw."))
                 if self._on_batch is not None:
                     self._on_batch(len(good))
         except BaseException as exc:  # surfaced by the worker's health check, which stops the process

@@ -8,7 +8,7 @@ its partition; tests hand in a dict.
 from __future__ import annotations
 
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Protocol, Sequence
 
@@ -56,12 +56,20 @@ class KeyValueStore(Protocol):
 @dataclass
 class NormalizeOutput:
     movement_batches: list[tuple[int, bytes]] = field(default_factory=list)  # (partition, MovementBatch)
+    # Counts for metrics: quarantine reason codes, raw records per platform, movements per type.
+    quarantine_reasons: Counter = field(default_factory=Counter)
+    records_by_platform: Counter = field(default_factory=Counter)
+    movements_by_type: Counter = field(default_factory=Counter)
     quarantined: list[tuple[Optional[bytes], bytes]] = field(default_factory=list)  # (key, QuarantineRecord)
     movements: int = 0
     records: int = 0
     # (platform, shop_id, order_id) whose status notifications named lines the order state does
     # not know yet: held, not lost; fetching the order detail lets them take effect. Once per batch.
     detail_requests: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def quarantine(self, key: Optional[bytes], raw: dict, reason_code: str, reason: str, retryable: bool = False) -> None:
+        self.quarantined.append((key, quarantine_record(raw, reason_code, reason, retryable)))
+        self.quarantine_reasons[reason_code] += 1
 
 
 class IdentityCatalog:
@@ -146,23 +154,25 @@ class Normalizer:
             records = decode_ingest(batch_value)
         except CodecError as exc:
             envelope = {"topic": "ingest", "partition": ingest_partition, "offset": -1, "value": batch_value}
-            output.quarantined.append((None, quarantine_record(envelope, MALFORMED_BATCH, str(exc))))
+            output.quarantine(None, envelope, MALFORMED_BATCH, str(exc))
             return output
         state = _BatchState(store)
         movements: list[Movement] = []
         for position, raw in enumerate(records):
             output.records += 1
             platform = self._platform_by_topic.get(raw["topic"])
+            output.records_by_platform[platform or "unknown"] += 1
             source = origin_of(position, raw)
             if platform is None:
                 reason = f"records of topic {raw['topic']!r} are not marketplace or warehouse input"
-                output.quarantined.append((raw.get("key"), quarantine_record(raw, UNKNOWN_SOURCE, reason)))
+                output.quarantine(raw.get("key"), raw, UNKNOWN_SOURCE, reason)
             elif platform == warehouse_feed.PLATFORM:
                 self._warehouse(raw, source, state, movements, output)
             else:
                 self._order(platform, raw, source, state, movements, output)
         state.flush()
         output.movements = len(movements)
+        output.movements_by_type.update(movement.type.value for movement in movements)
         output.movement_batches = self._batches(movements)
         return output
 
@@ -170,7 +180,7 @@ class Normalizer:
         stream, offset, base = origin
         parsed = get_connector(platform).parse(raw["value"], raw.get("headers") or {})
         if isinstance(parsed, Rejected):
-            output.quarantined.append((raw.get("key"), quarantine_record(raw, parsed.reason_code, parsed.reason)))
+            output.quarantine(raw.get("key"), raw, parsed.reason_code, parsed.reason)
             return
         for number, update in enumerate(parsed):
             key = f"o|{platform}|{update.shop_id}|{update.order_id}".encode()
@@ -192,14 +202,14 @@ class Normalizer:
             if result.deferred or result.unmapped:
                 codes = ", ".join(result.unmapped) or "(see earlier record)"
                 reason = f"order {update.order_id}: no master SKU known for {codes}; retried when the catalog learns it"
-                output.quarantined.append((raw.get("key"), quarantine_record(raw, UNMAPPED_SKU, reason, retryable=True)))
+                output.quarantine(raw.get("key"), raw, UNMAPPED_SKU, reason, retryable=True)
             movements.extend(result.movements)
 
     def _warehouse(self, raw: dict, origin: tuple, state: _BatchState, movements: list, output) -> None:
         stream, offset, base = origin
         parsed = warehouse_feed.parse(raw["value"], raw.get("headers") or {})
         if isinstance(parsed, Rejected):
-            output.quarantined.append((raw.get("key"), quarantine_record(raw, parsed.reason_code, parsed.reason)))
+            output.quarantine(raw.get("key"), raw, parsed.reason_code, parsed.reason)
             return
         for number, event in enumerate(parsed):
             key = f"w|{event.location}|{event.document_id}".encode()

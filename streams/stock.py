@@ -8,6 +8,7 @@ and written once (one changelog message per SKU per batch, not per movement).
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -31,6 +32,11 @@ INVALID_MOVEMENT = "invalid_movement"
 class StockOutput:
     ats_records: list[tuple[bytes, bytes]] = field(default_factory=list)  # (sku, AtsSnapshot)
     quarantined: list[tuple[Optional[bytes], bytes]] = field(default_factory=list)  # (key, QuarantineRecord)
+    quarantine_reasons: Counter = field(default_factory=Counter)
+
+    def quarantine(self, key: Optional[bytes], where: dict, reason_code: str, reason: str) -> None:
+        self.quarantined.append((key, quarantine_record(where, reason_code, reason)))
+        self.quarantine_reasons[reason_code] += 1
     applied: int = 0
     replayed: int = 0
 
@@ -75,7 +81,7 @@ class StockProcessor:
             batch = decode_movements(batch_value)
         except CodecError as exc:
             where = {"topic": topic, "partition": partition, "offset": offset, "value": batch_value}
-            output.quarantined.append((None, quarantine_record(where, MALFORMED_MOVEMENTS, str(exc))))
+            output.quarantine(None, where, MALFORMED_MOVEMENTS, str(exc))
             return output
         by_sku: dict[str, list[Movement]] = {}
         for movement in batch:
@@ -97,7 +103,7 @@ class StockProcessor:
                 elif outcome is Outcome.INVALID:
                     where = {"topic": topic, "partition": partition, "offset": offset, "key": key,
                              "value": codec.encode(MOVEMENT, movement_to_record(movement))}
-                    output.quarantined.append((key, quarantine_record(where, INVALID_MOVEMENT, reason)))
+                    output.quarantine(key, where, INVALID_MOVEMENT, reason)
                 else:
                     output.replayed += 1
             if not applied_ids:

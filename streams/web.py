@@ -7,6 +7,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from stockstream.timeparse import parse_moment
+from streams import metrics
 from streams.ledger import stock_as_of
 from streams.stock import load_state, snapshot_record
 
@@ -17,6 +18,11 @@ if TYPE_CHECKING:
 def register_views(pipeline: "Pipeline") -> None:
     app = pipeline.app
     stock = pipeline.stock
+
+    @app.page("/metrics")
+    async def prometheus_metrics(web, request):
+        # aiohttp refuses parameters in content_type=: the exposition format version goes in the header.
+        return web.bytes(metrics.exposition(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
     @app.page("/ats/{sku}")
     @app.table_route(table=stock, match_info="sku")

@@ -7,6 +7,7 @@ import mode
 
 from stockstream.settings import Settings
 from stockstream.topics import ensure_topics
+from streams import metrics
 from streams.app import create_app
 from streams.catalog_feed import CatalogFeed, CatalogFeedService
 from streams.ingest import IngestBatcher
@@ -28,6 +29,7 @@ class IngestBatcherService(mode.Service):
 
     @mode.Service.timer(1.0)
     async def _watch(self) -> None:
+        metrics.BATCHER_ALIVE.set(1 if self.batcher.alive else 0)
         if self.batcher.failure is not None:
             await self.crash(self.batcher.failure)
 

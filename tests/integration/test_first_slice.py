@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import urllib.request
+
 import pytest
 
 from connectors.publisher import RawPublisher
@@ -11,6 +13,19 @@ from stockstream.topics import ensure_topics
 from tests.support.ats import wait_for_expected
 
 pytestmark = pytest.mark.integration
+
+
+def scrape(worker: WorkerProcess) -> str:
+    with urllib.request.urlopen(f"{worker.url}/metrics", timeout=10) as response:
+        assert response.headers["Content-Type"].startswith("text/plain")
+        return response.read().decode()
+
+
+def sample(exposition: str, series: str) -> float:
+    for line in exposition.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{series} not exposed:\n{exposition[:2000]}")
 
 
 def test_tmall_messages_with_duplicates_give_exact_ats(settings):
@@ -25,5 +40,11 @@ def test_tmall_messages_with_duplicates_give_exact_ats(settings):
         worker.wait_ready()
         wrong = wait_for_expected(worker, traffic.truth.skus(), traffic.truth.ats, timeout=120)
         assert not wrong, f"ATS differs from ground truth (got, expected): {wrong}\n{worker.log_tail()}"
+        exposition = scrape(worker)
+        assert sample(exposition, 'stockstream_raw_records_batched_total{platform="tmall"}') == 1000
+        assert sample(exposition, 'stockstream_raw_records_processed_total{platform="tmall"}') == 1000
+        assert sample(exposition, 'stockstream_movements_total{type="RESERVE"}') > 0
+        assert sample(exposition, "stockstream_ats_updates_total") > 0
+        assert sample(exposition, "stockstream_ingest_batcher_up") == 1
     finally:
         worker.stop()

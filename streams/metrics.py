@@ -1,0 +1,75 @@
+"""Prometheus metrics of a worker process, declared once.
+
+Naming follows Prometheus conventions (`stockstream_` prefix, `_total` counters, base units).
+No label takes a per-SKU or per-order value: label values are platforms, reasons, movement
+types and agent names, a few dozen series in all, whatever the catalog size.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+RAW_RECORDS_BATCHED = Counter(
+    "stockstream_raw_records_batched_total", "Raw records moved from raw.<platform> topics into ingest batches",
+    ["platform"], registry=REGISTRY,
+)
+RAW_RECORDS_PROCESSED = Counter(
+    "stockstream_raw_records_processed_total", "Raw records the normalizer processed", ["platform"], registry=REGISTRY,
+)
+QUARANTINED = Counter(
+    "stockstream_quarantined_total", "Records set aside in the quarantine topic", ["reason"], registry=REGISTRY,
+)
+MOVEMENTS = Counter("stockstream_movements_total", "Movements written to the ledger", ["type"], registry=REGISTRY)
+REPLAYS_SUPPRESSED = Counter(
+    "stockstream_replayed_movements_suppressed_total",
+    "Movements the stock agent had already applied (redelivered after a crash or rebalance)", registry=REGISTRY,
+)
+ATS_UPDATES = Counter("stockstream_ats_updates_total", "ATS snapshots published", registry=REGISTRY)
+DETAIL_REQUESTS = Counter(
+    "stockstream_order_detail_requests_total", "Status-only notifications held until the order detail arrives",
+    ["platform"], registry=REGISTRY,
+)
+BATCH_SECONDS = Histogram(
+    "stockstream_batch_processing_seconds", "Time an agent spends on one batch record", ["agent"], registry=REGISTRY,
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+BATCH_SIZE = Histogram(
+    "stockstream_batch_events", "Events carried by one batch record", ["agent"], registry=REGISTRY,
+    buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000),
+)
+BATCHER_ALIVE = Gauge("stockstream_ingest_batcher_up", "1 while the ingest batcher thread runs", registry=REGISTRY)
+
+
+def exposition() -> bytes:
+    return generate_latest(REGISTRY)
+
+
+def observe_normalized(output, seconds: float) -> None:
+    """Record what the normalizer did with one batch (a `streams.normalize.NormalizeOutput`)."""
+    BATCH_SECONDS.labels("normalize").observe(seconds)
+    BATCH_SIZE.labels("normalize").observe(output.records)
+    for platform, count in output.records_by_platform.items():
+        RAW_RECORDS_PROCESSED.labels(platform).inc(count)
+    for reason, count in output.quarantine_reasons.items():
+        QUARANTINED.labels(reason).inc(count)
+    for movement_type, count in output.movements_by_type.items():
+        MOVEMENTS.labels(movement_type).inc(count)
+    for platform, _shop, _order in output.detail_requests:
+        DETAIL_REQUESTS.labels(platform).inc()
+
+
+def observe_stock(output, seconds: float) -> None:
+    """Record what the stock agent did with one batch (a `streams.stock.StockOutput`)."""
+    BATCH_SECONDS.labels("stock").observe(seconds)
+    BATCH_SIZE.labels("stock").observe(output.applied + output.replayed)
+    REPLAYS_SUPPRESSED.inc(output.replayed)
+    ATS_UPDATES.inc(len(output.ats_records))
+    for reason, count in output.quarantine_reasons.items():
+        QUARANTINED.labels(reason).inc(count)
+
+
+def observe_batched(records_by_topic: dict[str, int], raw_prefix: str) -> None:
+    for topic, count in records_by_topic.items():
+        RAW_RECORDS_BATCHED.labels(topic.removeprefix(raw_prefix)).inc(count)
