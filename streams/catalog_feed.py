@@ -29,13 +29,14 @@ import time
 from typing import Callable, Optional
 
 import mode
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from stockstream.catalog_topic import decode, read_csv
 from stockstream.core.catalog import Catalog
 from stockstream.core.model import CatalogEntry, LineUpdate, SkuComponent
 from stockstream.settings import Settings
 from stockstream.topics import CATALOG
+from streams import consumer_errors
 
 log = logging.getLogger(__name__)
 
@@ -164,11 +165,8 @@ class CatalogFeed:
                 messages = consumer.consume(num_messages=1000, timeout=0.1)
                 changed: list[str] = []
                 for message in messages:
-                    error = message.error()
-                    if error is not None:
-                        if error.code() == KafkaError._PARTITION_EOF:
-                            continue
-                        raise KafkaException(error)
+                    if consumer_errors.is_error(message):
+                        continue
                     key = self.apply(message.key(), message.value())
                     if key is not None:
                         changed.append(key)

@@ -25,7 +25,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from schemas import codec
 from stockstream.settings import Settings
 from stockstream.topics import INGEST, RAW_TOPICS, RAW_WAREHOUSE
-from streams import metrics
+from streams import consumer_errors, metrics
 from streams.partitioning import partition_for
 
 log = logging.getLogger(__name__)
@@ -131,11 +131,11 @@ class IngestBatcher:
         try:
             while not self._stopping.is_set():
                 messages = consumer.consume(num_messages=POLL_RECORDS, timeout=POLL_TIMEOUT_S)
-                good = [m for m in messages if not self._is_error(m)]
+                good = [m for m in messages if not consumer_errors.is_error(m)]
                 if not good:
                     continue
                 self._forward(producer, good)
-                consumer.commit(offsets=self._next_offsets(good), asynchronous=False)
+                consumer_errors.commit(consumer, self._next_offsets(good))
                 self.records_batched += len(good)
                 by_topic: dict[str, int] = defaultdict(int)
                 for message in good:
@@ -148,15 +148,6 @@ class IngestBatcher:
             log.exception("ingest batcher failed")
         finally:
             consumer.close()
-
-    @staticmethod
-    def _is_error(message: Message) -> bool:
-        error = message.error()
-        if error is None:
-            return False
-        if error.code() == KafkaError._PARTITION_EOF:
-            return True
-        raise KafkaException(error)
 
     def _forward(self, producer: Producer, messages: list[Message]) -> None:
         failures: list[KafkaError] = []

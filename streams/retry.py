@@ -50,6 +50,7 @@ from schemas.names import QUARANTINE_RECORD
 from stockstream.catalog_topic import listing_key
 from stockstream.settings import Settings
 from stockstream.topics import QUARANTINE, RETRY
+from streams import consumer_errors
 from streams.normalize import INDEX_STRIDE, UNMAPPED_SKU, OriginOf
 from streams.partitioning import partition_for
 
@@ -280,7 +281,7 @@ class Retrier:
                 messages = consumer.consume(num_messages=500, timeout=0.2)
                 outgoing: list[tuple[HeldRecord, int]] = []
                 for message in messages:
-                    if self._is_error(message):
+                    if consumer_errors.is_error(message):
                         continue
                     self._next_offsets[message.partition()] = message.offset() + 1
                     self._consider(self._held_of(message), outgoing)
@@ -369,19 +370,9 @@ class Retrier:
             for partition, offset in safe.items()
             if (only is None or partition in only) and self._committed.get(partition) != offset
         ]
-        if offsets:
-            consumer.commit(offsets=offsets, asynchronous=False)
+        if offsets and consumer_errors.commit(consumer, offsets):
             for tp in offsets:
                 self._committed[tp.partition] = tp.offset
-
-    @staticmethod
-    def _is_error(message: Message) -> bool:
-        error = message.error()
-        if error is None:
-            return False
-        if error.code() == KafkaError._PARTITION_EOF:
-            return True
-        raise KafkaException(error)
 
 
 class RetrierService(mode.Service):
