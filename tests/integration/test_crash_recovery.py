@@ -10,24 +10,15 @@ import pytest
 from connectors.publisher import RawPublisher
 from connectors.simulators.tmall_traffic import TmallTraffic
 from stockstream.core.stock import ats
-from stockstream.lag import group_lag
 from stockstream.process import WorkerProcess
 from stockstream.topics import ensure_topics
 from streams.ats_topic import latest_snapshots
 from streams.ledger import read_ledger, rebuild
+from tests.support.lag import pipeline_lag
 from tests.support.ats import ats_over_http, wait_for_expected
 
 pytestmark = pytest.mark.integration
 
-
-def pipeline_lag(settings) -> int:
-    """Records not yet committed by the batcher and the agents: work a kill interrupts."""
-    app = settings.topic(settings.app_id)
-    raw = [settings.topic("raw.tmall"), settings.topic("raw.warehouse")]
-    internal = [settings.topic("ingest"), settings.topic("movements")]
-    return group_lag(settings.bootstrap_servers, f"{app}-ingest", raw, settings.partitions) + group_lag(
-        settings.bootstrap_servers, app, internal, settings.partitions
-    )
 
 
 def test_kill_minus_9_twice_mid_stream_keeps_ats_exact(settings):

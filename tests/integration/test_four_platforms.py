@@ -17,7 +17,7 @@ from stockstream.process import WorkerProcess
 from stockstream.settings import ShopCredentials
 from stockstream.topics import ensure_topics
 from streams.ledger import read_ledger, rebuild
-from tests.integration.test_crash_recovery import pipeline_lag
+from tests.support.lag import pipeline_lag
 from tests.support.ats import ats_over_http
 
 pytestmark = pytest.mark.integration
