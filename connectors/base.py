@@ -12,6 +12,8 @@ floats silently, and Taobao / Douyin order ids above 2**53 must stay exact.
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import json
 import re
 from dataclasses import dataclass
@@ -573,6 +575,23 @@ class PayloadCodec(Protocol):
         """Raw-record value + `RawHeader` headers -> canonical updates or `Rejected`. Never raises.
         An empty tuple means the payload is valid but carries no stock meaning."""
         ...
+
+
+@dataclass(frozen=True)
+class ModuleCodec:
+    """A platform module (`PLATFORM`, `sign`, `parse` at module level) as a `PayloadCodec`."""
+
+    module: ModuleType
+
+    @property
+    def platform(self) -> str:
+        return self.module.PLATFORM
+
+    def sign(self, params: Mapping[str, str], secret: str) -> str:
+        return self.module.sign(params, secret)
+
+    def parse(self, payload: bytes, headers: Mapping[str, str] = EMPTY_HEADERS) -> ParseOutcome:
+        return self.module.parse(payload, headers)
 
 
 @dataclass(frozen=True)

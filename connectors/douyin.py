@@ -284,15 +284,6 @@ def _parse_detail(doc: Any, headers: Any) -> OrderUpdate:
     )
 
 
-class DouyinConnector:
-    platform = PLATFORM
-
-    def sign(self, params: Mapping[str, str], secret: str) -> str:
-        return sign(params, secret)
-
-    def parse(self, payload: bytes, headers: Mapping[str, str] = base.EMPTY_HEADERS) -> base.ParseOutcome:
-        return parse(payload, headers)
-
 
 # --------------------------------------------------------------------------------------------
 # Builders (simulator / traffic generator)

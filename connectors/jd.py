@@ -166,15 +166,6 @@ def _parse_order(raw: Any, headers: Any, where: str) -> OrderUpdate:
     )
 
 
-class JdConnector:
-    platform = PLATFORM
-
-    def sign(self, params: Mapping[str, str], secret: str) -> str:
-        return sign(params, secret)
-
-    def parse(self, payload: bytes, headers: Mapping[str, str] = base.EMPTY_HEADERS) -> base.ParseOutcome:
-        return parse(payload, headers)
-
 
 # --------------------------------------------------------------------------------------------
 # Builders (simulator / traffic generator)

@@ -215,15 +215,6 @@ def _shipping_ms(value: Any) -> Optional[int]:
         return None
 
 
-class PddConnector:
-    platform = PLATFORM
-
-    def sign(self, params: Mapping[str, str], secret: str) -> str:
-        return sign(params, secret)
-
-    def parse(self, payload: bytes, headers: Mapping[str, str] = base.EMPTY_HEADERS) -> base.ParseOutcome:
-        return parse(payload, headers)
-
 
 # --------------------------------------------------------------------------------------------
 # Builders (simulator / traffic generator)

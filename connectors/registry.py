@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from connectors.base import PayloadCodec
-from connectors.douyin import DouyinConnector
-from connectors.jd import JdConnector
-from connectors.pdd import PddConnector
-from connectors.tmall import TmallConnector
+from connectors import douyin, jd, pdd, tmall
+from connectors.base import ModuleCodec, PayloadCodec
 
 # Stateless, so one instance per platform serves every shop and thread.
 _CONNECTORS: dict[str, PayloadCodec] = {
-    c.platform: c for c in (TmallConnector(), JdConnector(), DouyinConnector(), PddConnector())
+    c.platform: c for c in (ModuleCodec(tmall), ModuleCodec(jd), ModuleCodec(douyin), ModuleCodec(pdd))
 }
 PLATFORMS: tuple[str, ...] = tuple(_CONNECTORS)
 

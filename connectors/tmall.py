@@ -268,15 +268,6 @@ def _parse_fullinfo(doc: Any, headers: Any) -> tuple[OrderUpdate, ...]:
     )
 
 
-class TmallConnector:
-    platform = PLATFORM
-
-    def sign(self, params: Mapping[str, str], secret: str) -> str:
-        return sign(params, secret)
-
-    def parse(self, payload: bytes, headers: Mapping[str, str] = base.EMPTY_HEADERS) -> base.ParseOutcome:
-        return parse(payload, headers)
-
 
 # --------------------------------------------------------------------------------------------
 # Builders (simulator / traffic generator)

@@ -35,7 +35,7 @@ import itertools
 import random
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from aiohttp import web

@@ -168,6 +168,7 @@ async def test_file_drop_publishes_documents_quarantines_bad_rows_and_moves(sett
     assert outcomes["broken.csv"].published == [] and outcomes["broken.csv"].quarantined == 1
     assert not good.exists() and (tmp_path / "processed" / "good.csv").exists()
     assert (tmp_path / "rejected" / "mixed.csv").exists() and (tmp_path / "rejected" / "broken.csv").exists()
+    assert not mixed.exists() and not broken.exists()
     assert fresh.exists() and (tmp_path / "notes.txt").exists()
 
     records = await read_topic(settings, RAW_WAREHOUSE.name)
