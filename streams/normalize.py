@@ -140,6 +140,7 @@ class Normalizer:
         self.settings = settings
         self.catalog = catalog if catalog is not None else load_catalog(settings)
         self.partitions = settings.partitions
+        self._shops = {(shop.platform, shop.shop_id): shop for shop in settings.shops}
         prefix = settings.topic("raw.")
         self._platform_by_topic = {prefix + p: p for p in (*PLATFORMS, warehouse_feed.PLATFORM)}
 
@@ -184,7 +185,7 @@ class Normalizer:
             return
         for number, update in enumerate(parsed):
             key = f"o|{platform}|{update.shop_id}|{update.order_id}".encode()
-            shop = self.settings.shop(platform, update.shop_id)
+            shop = self._shops.get((platform, update.shop_id))
             result = apply_order_update(
                 state.get(key, OrderState),
                 update,
