@@ -76,12 +76,6 @@ class Settings(BaseSettings):
     # it). Unset: strict when catalog_path is set, identity otherwise (see streams/catalog_feed.py).
     catalog_mode: Optional[Literal["identity", "strict"]] = None
 
-    def shop(self, platform: str, shop_id: str) -> Optional[ShopCredentials]:
-        for shop in self.shops:
-            if shop.platform == platform and shop.shop_id == shop_id:
-                return shop
-        return None
-
     def to_env(self) -> dict[str, str]:
         """These settings as environment variables: how a child process (worker, adapter) gets them."""
         env = {}
