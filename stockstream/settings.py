@@ -7,6 +7,7 @@ configured in one place: a ConfigMap / Secret in Kubernetes, an env file with do
 from __future__ import annotations
 
 import json
+import socket
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Optional
@@ -56,6 +57,14 @@ class Settings(BaseSettings):
     # How other workers reach this one (routed key lookups); defaults to web_host.
     web_advertised_host: Optional[str] = None
     log_level: str = "warning"
+    # Static group membership (KIP-345): a worker that restarts under the same instance id takes
+    # its partitions straight back. Without it a killed worker lingers in the group until its
+    # session times out, holding half the partitions while nobody processes them. Unset: derived
+    # from the host name and web port (stable for a StatefulSet pod or a compose container).
+    # "none" turns static membership off.
+    group_instance_id: Optional[str] = None
+    # How long the group waits for a silent worker before giving its partitions to the others.
+    consumer_session_timeout_s: float = Field(default=20.0, gt=3.0)
 
     # Embedded local broker (no Docker): resolved from Maven Central, cached, KRaft single node.
     kafka_version: str = "4.3.0"
@@ -87,6 +96,23 @@ class Settings(BaseSettings):
               "access_token": shop.access_token.get_secret_value()} for shop in self.shops]
         )
         return env
+
+    def worker_instance_id(self) -> Optional[str]:
+        """The consumer group instance id of this worker, None for dynamic membership."""
+        if self.group_instance_id == "none":
+            return None
+        if self.group_instance_id:
+            return self.group_instance_id
+        return f"{socket.gethostname()}-{self.web_port}"
+
+    def group_membership(self, role: str) -> dict[str, object]:
+        """librdkafka settings for a consumer group of this worker (`role`: ingest, retry...):
+        static membership and the session timeout, as the Faust consumer gets them."""
+        config: dict[str, object] = {"session.timeout.ms": int(self.consumer_session_timeout_s * 1000)}
+        instance_id = self.worker_instance_id()
+        if instance_id is not None:
+            config["group.instance.id"] = f"{instance_id}-{role}"
+        return config
 
     def topic(self, name: str) -> str:
         """Physical topic name for a logical one, with the deployment's prefix."""

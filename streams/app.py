@@ -59,6 +59,8 @@ def create_app(settings: Settings, catalog_feed: Optional["CatalogFeed"] = None)
         producer_acks=-1,
         producer_enable_idempotence=True,
         table_standby_replicas=1,
+        consumer_group_instance_id=settings.worker_instance_id(),
+        broker_session_timeout=settings.consumer_session_timeout_s,
     )
     orders = _bytes_table(app, "orders", settings)
     stock = _bytes_table(app, "stock", settings)

@@ -111,6 +111,7 @@ class IngestBatcher:
                 "auto.offset.reset": "earliest",
                 "partition.assignment.strategy": "cooperative-sticky",
                 "fetch.wait.max.ms": 20,
+                **self.settings.group_membership("ingest"),
             }
         )
         producer = Producer(

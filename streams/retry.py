@@ -251,6 +251,7 @@ class Retrier:
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "fetch.wait.max.ms": 100,
+                **self.settings.group_membership("retry"),
             }
         )
         producer = Producer(
