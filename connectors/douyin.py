@@ -361,7 +361,7 @@ def order_detail_response(order: SimOrder, log_id: str = "2024111100000101020304
                 "product_name": line.title,
                 "item_num": line.quantity,
                 "order_status": line_order_status(order, line),
-                "ship_time": ship_s if order.line_shipped(line) else 0,
+                "ship_time": (order.line_shipped_ms(line) or 0) // 1000,
             }
         )
     detail: dict[str, Any] = {

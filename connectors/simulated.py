@@ -51,6 +51,8 @@ class SimLine:
     quantity: int
     status: Optional[LineStatus] = None  # None: the order's status
     shipped: Optional[bool] = None  # None: derived from the status (see SimOrder.line_shipped)
+    # When this line left the warehouse; None: the order's shipped_ms (its first shipment).
+    shipped_ms: Optional[int] = None
     title: str = "保湿精华液 30ml"
 
 
@@ -83,6 +85,13 @@ class SimOrder:
             return True
         return status == LineStatus.CLOSED and self.shipped_ms is not None
 
+    def line_shipped_ms(self, line: SimLine) -> Optional[int]:
+        """The line's own consign time (what Tmall's orders[].consign_time and Douyin's sku order
+        ship_time carry); None if it has not shipped."""
+        if not self.line_shipped(line):
+            return None
+        return line.shipped_ms if line.shipped_ms is not None else self.shipped_ms
+
     @property
     def paid(self) -> bool:
         return self.paid_ms is not None
@@ -100,8 +109,11 @@ class SimOrder:
         shipped_ms = self.shipped_ms
         if shipped_ms is None and status in (LineStatus.SHIPPED, LineStatus.FINISHED):
             shipped_ms = at_ms
+        ships_now = status in (LineStatus.SHIPPED, LineStatus.FINISHED)
         lines = tuple(
-            line if line.status == LineStatus.CLOSED else replace(line, status=None, shipped=None) for line in self.lines
+            line if line.status == LineStatus.CLOSED
+            else replace(line, status=None, shipped=None, shipped_ms=self.line_shipped_ms(line) or (at_ms if ships_now else None))
+            for line in self.lines
         )
         return replace(self, status=status, modified_ms=at_ms, paid_ms=paid_ms, shipped_ms=shipped_ms, lines=lines)
 

@@ -316,8 +316,8 @@ def _sub_order(order: SimOrder, line: SimLine) -> dict[str, Any]:
         "refund_status": "SUCCESS" if order.line_status(line) == LineStatus.CLOSED and order.paid else "NO_REFUND",
         "price": "199.00",
     }
-    if order.line_shipped(line) and order.shipped_ms is not None:
-        sub["consign_time"] = base.format_gmt8(order.shipped_ms)
+    if order.line_shipped_ms(line) is not None:
+        sub["consign_time"] = base.format_gmt8(order.line_shipped_ms(line))
     return sub
 
 
@@ -391,8 +391,8 @@ def tmc_message(
                 outer_sku_id=line.merchant_code,
                 num=line.quantity,
             )
-        if order.line_shipped(line) and order.shipped_ms is not None:
-            content["consign_time"] = base.format_gmt8(order.shipped_ms)
+        if order.line_shipped_ms(line) is not None:
+            content["consign_time"] = base.format_gmt8(order.line_shipped_ms(line))
     content["modified"] = base.format_gmt8(order.modified_ms)
     return {
         "id": _num(str(message_id)),

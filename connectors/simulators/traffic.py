@@ -465,7 +465,7 @@ class TrafficGenerator:
             """One sub-order ships ahead of the others (SELLER_CONSIGNED_PART / Douyin 101)."""
             t = at(lo_s, hi_s)
             old = state["order"]
-            shipped = replace(line, status=LineStatus.SHIPPED, shipped=True)
+            shipped = replace(line, status=LineStatus.SHIPPED, shipped=True, shipped_ms=t)
             new = replace(
                 old, modified_ms=t, shipped_ms=old.shipped_ms or t,
                 lines=tuple(shipped if x.line_id == line.line_id else x for x in old.lines),
