@@ -17,7 +17,7 @@ import faust
 
 from stockstream.settings import Settings
 from stockstream.topics import ATS, INGEST, MOVEMENTS, QUARANTINE, RETRY
-from streams import metrics
+from streams import faust_patches, metrics
 from streams.tables import TableStore
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ class Pipeline:
 def create_app(settings: Settings, catalog_feed: Optional["CatalogFeed"] = None) -> Pipeline:
     """`catalog_feed`: the worker's live catalog (streams/catalog_feed.py); the normalize agents
     wait until it has loaded. None: the CSV / identity catalog of `load_catalog`, fixed."""
+    faust_patches.install()
     app = faust.App(
         # The prefix is part of the id so that consumer groups and changelog topics of two
         # deployments (or two tests) sharing one cluster never meet.
