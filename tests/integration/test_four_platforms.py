@@ -34,11 +34,6 @@ def wait_until_drained(worker: WorkerProcess, settings, timeout: float) -> float
     return time.monotonic() - started
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open correctness bug (issue 4): 1 of 4 CI runs on 2026-11-23 ended with 955 of 2,000 SKUs "
-    "at ATS 0 or unknown after two SIGKILLs; the other runs were exact. Not yet diagnosed.",
-)
 def test_fifty_thousand_events_four_platforms_two_crashes(settings):
     # Stock counts off: SHIP movements are dated by the update that applies them, which can
     # differ from the physical consign time the oracle uses (see the open note in the issue).
