@@ -28,6 +28,7 @@ def movement_to_record(movement: Movement) -> dict:
         "line": movement.line,
         "reason": movement.reason,
         "origin": None if origin is None else {"stream": origin.stream, "offset": origin.offset, "index": origin.index},
+        "previous_event_time_ms": movement.previous_event_time_ms,
     }
 
 

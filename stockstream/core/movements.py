@@ -25,6 +25,10 @@ class MovementType(str, Enum):
     ADJUSTMENT = "ADJUSTMENT"  # `on_hand` += q (signed)
     PRESALE_ALLOWANCE = "PRESALE_ALLOWANCE"  # presale allowance := q (ATS may go down to -q)
     SAFETY_STOCK = "SAFETY_STOCK"  # safety stock := q
+    # A SHIP's time corrected: the shipment's `on_hand` -q at location moves from
+    # `previous_event_time_ms` to `event_time_ms` (better evidence of when the goods left arrived
+    # after SHIP was emitted). Reserved unchanged. It matters when a stock count lies in between.
+    SHIP_REDATE = "SHIP_REDATE"
     # Keep last. The Avro enum default: a reader meeting a symbol added by a newer writer reads it
     # as UNKNOWN. Never produced; the stock core does not apply it (Outcome.INVALID, state and
     # replay marks untouched) and counts it.
@@ -60,6 +64,8 @@ class Movement:
     line: Optional[str] = None  # order line id or document line number
     reason: Optional[str] = None
     origin: Optional[Origin] = None
+    # SHIP_REDATE: the event time the shipment had until now (None for every other type).
+    previous_event_time_ms: Optional[int] = None
 
 
 def movement_id(*cause: object) -> str:

@@ -20,7 +20,7 @@ Effects only move forward: a reserved line is released only by CLOSED, which is 
 CREATED update on a channel whose `reserve_unpaid` was switched off meanwhile keeps the reserve).
 So each movement type happens at most once per line and component, and its id
 ``movement_id(platform, shop, order, line, sku, type)`` is unique and the same whichever message
-caused it.
+caused it (SHIP_REDATE, see "Re-dating", adds its new time to the id).
 
 Ordering: an update is applied to a line only if its (status rank, modified_ms) is above what the
 line applied; equal is a duplicate, lower is stale. A push and a poll snapshot of the same change
@@ -69,13 +69,26 @@ statement) when stated, else the statement's modified_ms. Held statements (pendi
 keep the earliest ship time proved (an order-level one concerns a line closed on its own only if
 older than the close, as for evidence). SHIP is dated by the earliest ship time proved by what has
 been seen when it is emitted: never by the time of an update that only made the line known (a
-held ship notice applied when an older PAID snapshot arrives keeps the notice's time). Evidence
-that arrives after SHIP was emitted cannot re-date it: when the first shipped evidence seen states
-no ship time and is late (a JD poll missed the shipped state; a FINISHED or refund notification
-without ship time reordered ahead of the shipment) the shipment is dated late: a count in between
-leaves on_hand low by the line quantity (ATS understated, never overstated) until the next count.
-The time is kept in the line (`LineState.ship_ms`) so that a replay gives back the same movement.
-Other movements carry the update's modified_ms.
+held ship notice applied when an older PAID snapshot arrives keeps the notice's time). The time
+used is kept in the line (`LineState.ship_ms`).
+
+Re-dating: the first shipped evidence seen may state no ship time and be late (a FINISHED or
+refund notification without ship time reordered ahead of the shipment; a Douyin status-only push
+or a PDD frame before the detail that states the ship time; a reordered JD poll). When a statement
+(any rank, stale or not, also about a line closed after shipment) later proves an earlier ship
+time t0 than the t1 its SHIP carries, the line takes t0 and emits SHIP_REDATE per component
+(event time t0, `previous_event_time_ms` t1, the fulfilment location, the SHIP's quantity; id
+``movement_id(platform, shop, order, line, sku, "SHIP_REDATE", t0)``): the stock core moves the
+shipment's on_hand delta from t1 to t0, which matters when a stock count lies in between.
+`LineState.ship_ms` makes it idempotent: evidence at or after it (a duplicate, a replay of the
+same evidence) re-dates nothing; even earlier evidence re-dates again, from the last time used.
+An order-level statement re-dates a closed line only if older than the close. Evidence earlier than
+the SHIP emitted by the same update just dates that SHIP. What stays late: a shipment no statement
+ever dates right (JD never states a ship time: a missed WAIT_GOODS_RECEIVE_CONFIRM poll dates it
+by the next poll), lines shipped before ship times were kept (no t1 to move from), and anything
+after the order settled. Known limit: SHIP_REDATE takes stock at the fulfilment location of the
+update that proves it; if the shop's location changed since the SHIP, the wrong location is
+re-dated. Other movements carry the update's modified_ms.
 
 Bundles: a line resolves to components [(master SKU, units per unit)]; each component moves
 line quantity x component quantity. Components are resolved once, when the line first needs a
@@ -91,6 +104,9 @@ movements first derived from it (same ids, same origins) and changes nothing, be
 may have lost those outputs after the state was saved. A replayed position that produced nothing
 first time (duplicate, or deferred) produces nothing again; if it was deferred it is reported
 deferred again (never emitted at a passed position: the SKU's origin mark would drop it).
+
+The memo keeps SHIP and SHIP_REDATE event times (a line's ship time moves on when re-dated; its
+replayed SHIP must not).
 
 `origin.index` is the base index of this update within its Kafka record: movement i gets
 ``index = origin.index + i``. Several updates in one record need disjoint, increasing bases
@@ -121,7 +137,15 @@ MAX_STREAMS = 4
 RESERVE_BIT = 1
 RELEASE_BIT = 2
 SHIP_BIT = 4
-_BIT_TYPE = {RESERVE_BIT: MovementType.RESERVE, RELEASE_BIT: MovementType.RELEASE, SHIP_BIT: MovementType.SHIP}
+# Not an effect (never in `LineState.emitted`; a line may be re-dated several times): marks a
+# SHIP_REDATE in the replay memo.
+REDATE_BIT = 8
+_BIT_TYPE = {
+    RESERVE_BIT: MovementType.RESERVE,
+    RELEASE_BIT: MovementType.RELEASE,
+    SHIP_BIT: MovementType.SHIP,
+    REDATE_BIT: MovementType.SHIP_REDATE,
+}
 _BIT_NAME = {bit: mtype.value for bit, mtype in _BIT_TYPE.items()}  # the type as it enters the id
 
 _CLOSED = int(LineStatus.CLOSED)
@@ -224,7 +248,7 @@ class LineState:
     emitted: int = 0  # RESERVE_BIT | RELEASE_BIT | SHIP_BIT
     # (master SKU, units for the whole line), fixed when the line first moved stock.
     components: tuple[tuple[str, int], ...] = ()
-    # The event time of its SHIP movements, fixed when they were emitted (replays reuse it).
+    # The time its shipment carries: its SHIP's, then its last SHIP_REDATE's (see "Re-dating").
     ship_ms: Optional[int] = None
 
     @property
@@ -258,9 +282,12 @@ class LineState:
         return cls(data[0], data[1], data[2], data[4], data[5], data[3], components, data[7] if len(data) > 7 else None)
 
 
-# One memorised position: the movements derived there, as (line_id, sku, type bit, quantity);
-# everything else of a movement follows from the order and these.
-MemoItem = tuple[str, str, int, int]
+# One memorised position: the movements derived there, as (line_id, sku, type bit, quantity,
+# event time, previous event time); everything else of a movement follows from the order and these.
+# The event time is None for RESERVE / RELEASE (the entry's time) and set for SHIP and SHIP_REDATE
+# (the line's ship time moves on when it is re-dated, a replay must not); the previous time is set
+# for SHIP_REDATE only.
+MemoItem = tuple[str, str, int, int, Optional[int], Optional[int]]
 
 
 @dataclass(slots=True)
@@ -272,12 +299,19 @@ class MemoEntry:
     items: tuple[MemoItem, ...]
 
     def to_list(self) -> list:
-        return [self.offset, self.index, self.event_time_ms, self.location, [x for item in self.items for x in item]]
+        data = [self.offset, self.index, self.event_time_ms, self.location, [x for item in self.items for x in item[:4]]]
+        if any(item[4] is not None for item in self.items):
+            data.append([x for item in self.items for x in item[4:]])
+        return data
 
     @classmethod
     def from_list(cls, data: Sequence) -> "MemoEntry":
         flat = data[4]
-        items = tuple((flat[i], flat[i + 1], flat[i + 2], flat[i + 3]) for i in range(0, len(flat), 4))
+        # Entries saved before SHIP times were memorised have no times: SHIP then takes the line's.
+        times = data[5] if len(data) > 5 else [None] * (len(flat) // 2)
+        items = tuple(
+            (flat[i], flat[i + 1], flat[i + 2], flat[i + 3], times[i // 2], times[i // 2 + 1]) for i in range(0, len(flat), 4)
+        )
         return cls(data[0], data[1], data[2], data[3], items)
 
 
@@ -386,6 +420,9 @@ class _Plan:
     pending: dict[str, Optional[Statement]] = field(default_factory=dict)  # new pending statuses; None: drop
     order_status: Optional[OrderStatus] = None  # the new order status, if it changes
     needs_detail: bool = False
+    shipped: set[str] = field(default_factory=set)  # lines whose SHIP this plan emits
+    # line_id -> (ship time the emitted SHIP had, earlier ship time now proved): SHIP_REDATE
+    redates: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def changes(self) -> bool:
@@ -451,9 +488,32 @@ def _move(
     if SHIP_BIT in bits:
         # SHIPPED / FINISHED always carry evidence, so ship_ms is set; the fallback is defensive.
         new.ship_ms = ship_ms if ship_ms is not None else new.modified_ms
+        plan.shipped.add(line_id)
     plan.lines[line_id] = new
     if bits:
         plan.emits.append((line_id, bits, new.components))
+
+
+def _redate(plan: _Plan, line_id: str, line: LineState, statement: Statement, order_level: bool) -> LineState:
+    """A statement proving that a shipped line's goods left before the time its SHIP carries:
+    the line takes the earlier time, and a SHIP_REDATE is planned unless the SHIP is emitted by
+    this very plan (it then just carries the earlier time). Whatever the statement's rank and
+    time: a stale statement is still evidence of when the goods left. An order-level statement
+    concerns a closed line only if older than the close (as for evidence, see `_with_order_status`).
+    Returns the line as it stands after."""
+    ship_ms = statement[2]
+    if ship_ms is None or not line.emitted & SHIP_BIT or line.ship_ms is None or ship_ms >= line.ship_ms:
+        return line  # no evidence, not shipped yet, shipped before ship times were kept, or not earlier
+    if order_level and line.rank >= _CLOSED and statement[1] >= line.modified_ms:
+        return line
+    redated = LineState(
+        line.rank, line.modified_ms, line.quantity, line.merchant_code, line.platform_sku_id, line.emitted, line.components, ship_ms
+    )
+    plan.lines[line_id] = redated
+    if line_id not in plan.shipped:
+        first = plan.redates.get(line_id)
+        plan.redates[line_id] = (line.ship_ms if first is None else first[0], ship_ms)
+    return redated
 
 
 def _step_known(
@@ -467,6 +527,7 @@ def _step_known(
     resolve: Resolver,
 ) -> None:
     """A statement about a known line: a line update (`lu`, maybe status-only) or the order's."""
+    current = _redate(plan, line_id, current, statement, lu is None)
     rank, modified_ms, ship_ms = statement
     if current.rank >= _CLOSED or (rank, modified_ms) <= (current.rank, current.modified_ms):
         return  # closed (terminal), duplicate or stale
@@ -543,29 +604,48 @@ def _movements(
     platform, shop_id, order_id = state.platform, state.shop_id, state.order_id
     channel = state.channel
     out = []
-    for i, (line_id, sku, bit, quantity) in enumerate(items):
-        mtype = _BIT_TYPE[bit]
-        at_ms = event_time_ms
-        if bit == SHIP_BIT:
-            line = state.lines.get(line_id)
-            if line is not None and line.ship_ms is not None:
-                at_ms = line.ship_ms  # fixed when first emitted: a replay dates it the same
+    for i, (line_id, sku, bit, quantity, at_ms, previous_ms) in enumerate(items):
+        if at_ms is None:
+            at_ms = event_time_ms
+            if bit == SHIP_BIT:  # a memo entry saved before SHIP times were memorised
+                line = state.lines.get(line_id)
+                if line is not None and line.ship_ms is not None:
+                    at_ms = line.ship_ms
+        if bit == REDATE_BIT:
+            # One per earlier time proved: a line re-dated twice has two, each from the time before.
+            mid = movement_id(platform, shop_id, order_id, line_id, sku, _BIT_NAME[bit], at_ms)
+        else:
+            mid = movement_id(platform, shop_id, order_id, line_id, sku, _BIT_NAME[bit])
         out.append(
             Movement(
-                movement_id=movement_id(platform, shop_id, order_id, line_id, sku, _BIT_NAME[bit]),
-                type=mtype,
+                movement_id=mid,
+                type=_BIT_TYPE[bit],
                 sku=sku,
                 quantity=quantity,
                 event_time_ms=at_ms,
-                location=location if bit == SHIP_BIT else None,
+                location=location if bit == SHIP_BIT or bit == REDATE_BIT else None,
                 channel=channel,
                 platform=platform,
                 reference=order_id,
                 line=line_id,
                 origin=None if stream is None else Origin(stream, offset, base_index + i),
+                previous_event_time_ms=previous_ms,
             )
         )
     return out
+
+
+def _items(state: OrderState, plan: _Plan) -> list[MemoItem]:
+    """The movements of an applied plan (`state` updated with it), in a fixed order."""
+    items: list[MemoItem] = []
+    for line_id, bits, components in plan.emits:
+        for bit in bits:
+            # SHIP carries the line's ship time, as it stands once the whole update is applied.
+            at_ms = state.lines[line_id].ship_ms if bit == SHIP_BIT else None
+            items.extend((line_id, sku, bit, quantity, at_ms, None) for sku, quantity in components)
+    for line_id, (previous_ms, ship_ms) in plan.redates.items():
+        items.extend((line_id, sku, REDATE_BIT, quantity, ship_ms, previous_ms) for sku, quantity in state.lines[line_id].components)
+    return items
 
 
 def _remember(state: OrderState, origin: Origin, entry: Optional[MemoEntry]) -> None:
@@ -642,9 +722,7 @@ def apply_order_update(
         state.order_status = plan.order_status
     if update.modified_ms > state.updated_ms:
         state.updated_ms = update.modified_ms
-    items: list[MemoItem] = [
-        (line_id, sku, bit, quantity) for line_id, bits, components in plan.emits for bit in bits for sku, quantity in components
-    ]
+    items = _items(state, plan)
     if origin is None:
         movements = _movements(state, items, update.modified_ms, fulfilment_location, None, 0, 0)
     else:

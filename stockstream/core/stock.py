@@ -13,6 +13,14 @@ SKU in increasing (offset, index) order, so the state keeps, per stream, the hig
 applied and skips anything at or below it: an exact replay filter without remembering ids.
 Movements without an origin are always applied (tests, manual corrections).
 
+Re-dated shipments: SHIP_REDATE says "the SHIP of q dated t1 (`previous_event_time_ms`) really
+happened at t0 (`event_time_ms`)". It moves the shipment's on_hand delta: +q at t1 and -q at t0,
+each under the count rules below. So with a count at Tc, t0 < Tc <= t1 (the count already
+includes the shipment that the SHIP at t1 then took off again) on_hand goes up by q; with the count
+before t0 or at/after t1 nothing changes but the count log. Reserved is unchanged (the SHIP
+consumed the reservation). Chains (t1 -> t0 -> t00) compose. Each half is an ordinary on_hand
+delta, so like any delta the result does not depend on when it arrives relative to counts.
+
 Stock counts: STOCK_COUNT says "on_hand at this location was q as of event_time T". So
 ``on_hand = q + every on_hand delta at that location with event_time > T``, whatever the arrival
 order: a delta that arrives after the count but happened before it is already in the count (it
@@ -232,6 +240,15 @@ def apply_movement(
         _on_hand_delta(loc, ms, -q, log_horizon_ms, log_max_entries)
     elif t is MovementType.RELEASE:
         _add_reserved(state, _need(m.channel, m, "channel"), -q)
+    elif t is MovementType.SHIP_REDATE:
+        loc = state.location(_need(m.location, m, "location"))
+        previous_ms = m.previous_event_time_ms
+        if previous_ms is None:
+            raise ValueError(f"{t.value} movement {m.movement_id} has no previous_event_time_ms")
+        # The shipment's -q moves from previous_ms to ms: undo it there, redo it here. Each half
+        # follows the count rules, so on_hand changes only when a count lies in between.
+        _on_hand_delta(loc, previous_ms, q, log_horizon_ms, log_max_entries)
+        _on_hand_delta(loc, ms, -q, log_horizon_ms, log_max_entries)
     elif t is MovementType.RECEIPT or t is MovementType.ADJUSTMENT:
         _on_hand_delta(state.location(_need(m.location, m, "location")), ms, q, log_horizon_ms, log_max_entries)
     elif t is MovementType.STOCK_COUNT:

@@ -4,6 +4,10 @@ Histories: every line walks a sub-sequence of CREATED -> PAID -> SHIPPED -> FINI
 CLOSED (shipped or not); each step is one order version (increasing modified_ms). Messages: a
 per-line push for every step, plus full snapshots at some versions. Deliveries: any permutation,
 with duplicates.
+
+Ship dates: no message states a ship time, so each proves shipment at its own modified time; in
+any delivery a shipped line ends up dated (SHIP, moved by SHIP_REDATEs) by the first version that
+showed it shipped, as in-order delivery dates it.
 """
 
 from __future__ import annotations
@@ -164,6 +168,36 @@ def oracle_net(history: History, reserve_unpaid: bool) -> tuple[Counter, Counter
     return +reserved, +shipped
 
 
+def oracle_ship_dates(history: History) -> dict[tuple[str, str], int]:
+    """(line, SKU) -> when the line first showed shipped: the earliest evidence of the shipment."""
+    dates = {}
+    position = [-1] * len(history.lines)
+    for version, moved in enumerate(history.steps):
+        position[moved] += 1
+        line = history.lines[moved]
+        if line_effect(*line.path[position[moved]], False) is Effect.SHIPPED:
+            for sku, _ in COMPONENTS[line.code]:
+                dates.setdefault((line.line_id, sku), history.ms(version))
+    return dates
+
+
+def ship_dates(movements) -> dict[tuple[str, str], int]:
+    """(line, SKU) -> the time its shipment ends up dated: its SHIP's, moved by each SHIP_REDATE,
+    which must start from the time used until then, go earlier and carry the SHIP's quantity."""
+    dated: dict[tuple[str, str], int] = {}
+    quantity: dict[tuple[str, str], int] = {}
+    for m in movements:
+        k = (m.line, m.sku)
+        if m.type is MovementType.SHIP:
+            assert k not in dated
+            dated[k], quantity[k] = m.event_time_ms, m.quantity
+        elif m.type is MovementType.SHIP_REDATE:
+            assert m.previous_event_time_ms == dated[k] > m.event_time_ms, (m, dated.get(k))
+            assert m.quantity == quantity[k] and m.location == LOCATION
+            dated[k] = m.event_time_ms
+    return dated
+
+
 def net(movements) -> tuple[Counter, Counter]:
     reserved: Counter = Counter()
     shipped: Counter = Counter()
@@ -173,6 +207,8 @@ def net(movements) -> tuple[Counter, Counter]:
             reserved[m.sku] += m.quantity
         elif m.type is MovementType.RELEASE:
             reserved[m.sku] -= m.quantity
+        elif m.type is MovementType.SHIP_REDATE:
+            continue  # only the date of a shipment (see ship_dates)
         else:
             assert m.type is MovementType.SHIP and m.location == LOCATION
             reserved[m.sku] -= m.quantity
@@ -219,12 +255,19 @@ def test_any_delivery_converges_to_the_oracle(data, history, reserve_unpaid):
     expected = in_order_movements(history, reserve_unpaid)
     assert Counter(map(key, in_order)) == expected
 
+    assert ship_dates(in_order) == oracle_ship_dates(history)  # in order: the first evidence, no re-date
+
     delivery = data.draw(deliveries(msgs))
     state, got, results = run(delivery, reserve_unpaid=reserve_unpaid)
 
-    # Each movement at most once, ids stable whatever message caused them.
+    # Any delivery ends with every shipment dated as in order (re-dated where the first shipped
+    # evidence to arrive was not the earliest).
+    assert ship_dates(got) == oracle_ship_dates(history)
     ids = [m.movement_id for m in got]
     assert len(ids) == len(set(ids))
+    got = [m for m in got if m.type is not MovementType.SHIP_REDATE]
+
+    # Each other movement at most once, ids stable whatever message caused them.
     assert {m.movement_id: key(m) for m in got}.items() <= {m.movement_id: key(m) for m in in_order}.items()
 
     # The same as in order, except possibly a RESERVE + RELEASE pair for a line that ends NONE.
@@ -327,6 +370,7 @@ def test_unmapped_updates_are_deferred_and_converge_when_retried(data, history, 
     ids = [m.movement_id for m in movements]
     assert len(ids) == len(set(ids))
     assert net(movements) == oracle_net(history, reserve_unpaid)
+    assert ship_dates(movements) == oracle_ship_dates(history)
     for line in history.lines:
         assert state.lines[line.line_id].effect is final_effect(line, reserve_unpaid)
 

@@ -5,7 +5,8 @@ Rules (stockstream/core/orders.py): a statement with shipped evidence proves a s
 platform's own (`LineUpdate.shipped_ms`, else `OrderUpdate.shipped_ms`) when stated, else its
 modified time; statements held for a line (pending, order-level) keep the earliest; SHIP is dated
 by the earliest ship time proved when it is emitted, never by the time of the unrelated update that
-happens to make the line known; replays give back the same time.
+happens to make the line known; evidence of an earlier time arriving after SHIP re-dates it
+(SHIP_REDATE from the time used until then); replays give back the same times.
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ from typing import Optional
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_core_orders import roundtrip
+from test_core_orders import LOCATION, roundtrip
 from test_core_orders_status_only import L0, L1, apply, detailed, ms, status_only, types, upd
 
 from stockstream.core.model import LineStatus, OrderUpdate
-from stockstream.core.movements import MovementType
+from stockstream.core.movements import Movement, MovementType
 from stockstream.core.orders import OrderState, apply_order_update
+from stockstream.core.stock import StockState, apply_movement
 
-R, S = MovementType.RESERVE, MovementType.SHIP
+R, S, RD = MovementType.RESERVE, MovementType.SHIP, MovementType.SHIP_REDATE
 PAID, SHIPPED, FINISHED, CLOSED = LineStatus.PAID, LineStatus.SHIPPED, LineStatus.FINISHED, LineStatus.CLOSED
 
 
@@ -32,6 +34,16 @@ def ship_times(*results) -> dict[str, set[int]]:
         for m in r.movements:
             if m.type is S:
                 out.setdefault(m.line, set()).add(m.event_time_ms)
+    return out
+
+
+def redates(*results) -> dict[str, set[tuple[int, int]]]:
+    """line -> {(previous time, new time)} of the SHIP_REDATE movements."""
+    out: dict[str, set[tuple[int, int]]] = {}
+    for r in results:
+        for m in r.movements:
+            if m.type is RD:
+                out.setdefault(m.line, set()).add((m.previous_event_time_ms, m.event_time_ms))
     return out
 
 
@@ -49,13 +61,61 @@ def test_in_order_ship_is_dated_by_the_shipping_update():
     assert {m.event_time_ms for m in a.movements} == {ms(1)}
 
 
-def test_finished_first_without_ship_time_is_dated_by_its_own_time():
-    """JD with the shipped poll missed (or FINISHED reordered first): the best evidence is late.
-    ATS understated until the next count, never overstated."""
+def test_finished_first_without_ship_time_is_dated_by_its_own_time_then_redated():
+    """JD with the shipped poll reordered after FINISHED: the best evidence first seen is late
+    (ATS understated, never overstated); the stale SHIPPED poll then proves the earlier time."""
     a = apply(None, snapshot(1, PAID, False))
     b = apply(a.state, snapshot(6, FINISHED, True))
-    c = apply(b.state, snapshot(3, SHIPPED, True))  # stale now: nothing moves
-    assert ship_times(b) == {"L0": {ms(6)}, "L1": {ms(6)}} and c.movements == []
+    assert ship_times(b) == {"L0": {ms(6)}, "L1": {ms(6)}}
+    c = apply(b.state, snapshot(3, SHIPPED, True))  # stale: moves no reserve, re-dates the shipment
+    assert ship_times(c) == {} and redates(c) == {"L0": {(ms(6), ms(3))}, "L1": {(ms(6), ms(3))}}
+    assert types(c) == [(RD, "L0", "SKU-A", 2), (RD, "L0", "SKU-C", 4), (RD, "L1", "SKU-A", 3)]
+    assert c.changed and c.state.lines["L0"].rank == int(FINISHED) and c.state.lines["L0"].ship_ms == ms(3)
+    m = c.movements[0]
+    assert (m.location, m.channel, m.reference, m.line, m.event_time_ms, m.previous_event_time_ms) == (
+        "WH-SH", "tmall:shop1", "1234567890123456789", "L0", ms(3), ms(6))
+
+
+def test_redating_is_idempotent_and_chains_from_the_last_time_used():
+    """Douyin: a status-only FINISHED push dates the shipment; details then state ship times."""
+    a = apply(None, snapshot(1, PAID, False), offset=0)
+    b = apply(a.state, upd(8, status_only("L0", FINISHED, True)), offset=1)
+    assert ship_times(b) == {"L0": {ms(8)}}
+    c = apply(b.state, upd(9, replace(detailed(L0, FINISHED, True), shipped_ms=ms(5))), offset=2)
+    assert redates(c) == {"L0": {(ms(8), ms(5))}}
+    again = apply(c.state, upd(9, replace(detailed(L0, FINISHED, True), shipped_ms=ms(5))), offset=3)  # redelivered
+    later = apply(again.state, upd(9, replace(detailed(L0, FINISHED, True), shipped_ms=ms(6))), offset=4)  # not earlier
+    assert again.movements == later.movements == [] and not again.changed
+    d = apply(later.state, upd(4, replace(status_only("L0", SHIPPED, True), shipped_ms=ms(2))), offset=5)
+    assert redates(d) == {"L0": {(ms(5), ms(2))}}
+    assert {m.movement_id for m in c.movements}.isdisjoint(m.movement_id for m in d.movements)
+    # A crash replay of each position gives back its movements, the SHIP at its first time.
+    for offset, (update, result) in enumerate([(snapshot(1, PAID, False), a), (upd(8, status_only("L0", FINISHED, True)), b),
+                                               (upd(9, replace(detailed(L0, FINISHED, True), shipped_ms=ms(5))), c)]):
+        replayed = apply(roundtrip(d.state), update, offset=offset)
+        assert replayed.replay and replayed.movements == result.movements
+    replayed = apply(roundtrip(d.state), upd(4, replace(status_only("L0", SHIPPED, True), shipped_ms=ms(2))), offset=5)
+    assert replayed.movements == d.movements
+
+
+def test_redating_a_line_closed_after_shipment():
+    """Tmall refund after shipment dated by the refund; the consign time comes later. An
+    order-level statement newer than a line's own close does not concern it."""
+    a = apply(None, snapshot(1, PAID, False))
+    b = apply(a.state, upd(7, status_only("L0", CLOSED, True)))
+    c = apply(b.state, upd(5, replace(status_only("L0", SHIPPED, True), shipped_ms=ms(3))))
+    assert ship_times(b) == {"L0": {ms(7)}} and redates(c) == {"L0": {(ms(7), ms(3))}}
+    d = apply(c.state, upd(8, status=FINISHED, shipped=True))  # L1 ships at 8; L0 had left the order
+    assert ship_times(d) == {"L1": {ms(8)}} and redates(d) == {}
+    e = apply(d.state, upd(2, status=SHIPPED, shipped=True))  # older than the close: about L0 too
+    assert redates(e) == {"L0": {(ms(3), ms(2))}, "L1": {(ms(8), ms(2))}}
+
+
+def test_earlier_evidence_in_the_update_that_ships_dates_the_ship_itself():
+    a = apply(None, snapshot(1, PAID, False, lines=(L0,)))
+    update = replace(upd(6, status_only("L0", FINISHED, True), status=FINISHED, shipped=True), shipped_ms=ms(4))
+    b = apply(a.state, replace(update, lines=(replace(update.lines[0], shipped_ms=ms(5)),)))
+    assert ship_times(b) == {"L0": {ms(4)}} and redates(b) == {}
 
 
 def test_finished_first_with_a_stated_ship_time_is_dated_by_it():
@@ -151,6 +211,17 @@ def test_state_saved_before_ship_times_still_loads_and_replays():
     assert roundtrip(c.state).to_dict() == c.state.to_dict()
 
 
+def test_memo_saved_before_ship_times_were_memorised_still_replays():
+    a = apply(None, snapshot(1, PAID, False), offset=0)
+    b = apply(a.state, snapshot(3, SHIPPED, True), offset=1)
+    old = b.state.to_dict()
+    assert [len(entry) for entry in old["m"]["ingest/0"][2]] == [5, 6]  # times kept for SHIP only
+    for mark in old["m"].values():
+        mark[2] = [entry[:5] for entry in mark[2]]
+    again = apply(OrderState.from_dict(old), snapshot(3, SHIPPED, True), offset=1)
+    assert again.replay and again.movements == b.movements
+
+
 # --- any delivery order -------------------------------------------------------------------------
 
 
@@ -198,7 +269,7 @@ def scenarios(draw) -> tuple[int, list[Message]]:
 
 @settings(max_examples=300, deadline=None)
 @given(scenarios(), st.data())
-def test_ship_time_is_the_earliest_evidence_seen_and_never_early(scenario, data):
+def test_ship_time_is_the_earliest_evidence_seen_and_redated_to_the_earliest_of_all(scenario, data):
     true_ship_ms, messages = scenario
     order = data.draw(st.permutations(range(len(messages))))
     order = order + data.draw(st.lists(st.sampled_from(order), max_size=3))  # redeliveries
@@ -206,7 +277,7 @@ def test_ship_time_is_the_earliest_evidence_seen_and_never_early(scenario, data)
     results = []
     known = False
     candidates: list[int] = []
-    expected: Optional[int] = None
+    used: Optional[int] = None  # the time the shipment carries: its SHIP's, then its last re-date's
     for offset, i in enumerate(order):
         message = messages[i]
         known = known or message.detail
@@ -215,23 +286,59 @@ def test_ship_time_is_the_earliest_evidence_seen_and_never_early(scenario, data)
         r = apply(state if state is None else roundtrip(state), message.update, offset=offset)
         state = r.state
         results.append(r)
-        shipped_now = ship_times(r)
-        if expected is None and known and candidates:
+        shipped_now, redated_now = ship_times(r), redates(r)
+        if used is None and known and candidates:
             # The first point where the lines are known and shipment proved: SHIP is emitted here,
             # dated by the earliest ship time proved so far.
-            expected = min(candidates)
-            assert shipped_now == {"L0": {expected}, "L1": {expected}}, (offset, shipped_now)
+            used = min(candidates)
+            assert (shipped_now, redated_now) == ({"L0": {used}, "L1": {used}}, {}), offset
+        elif used is not None and min(candidates) < used:
+            # Later evidence of an earlier time: re-dated from the time used until now.
+            assert (shipped_now, redated_now) == ({}, {"L0": {(used, min(candidates))}, "L1": {(used, min(candidates))}}), offset
+            used = min(candidates)
         else:
-            assert shipped_now == {}, (offset, shipped_now)
-    assert expected is not None and expected >= true_ship_ms  # never early (oversell)
+            assert (shipped_now, redated_now) == ({}, {}), offset
+    assert used == min(candidates) >= true_ship_ms  # the earliest evidence, never early (oversell)
     if messages[1].candidate is not None and messages[1].update.modified_ms == true_ship_ms and order[:2] == [0, 1]:
-        assert expected == true_ship_ms  # in order, the SHIPPED statement dates it exactly
-    assert state.lines["L0"].ship_ms == state.lines["L1"].ship_ms == expected
+        assert redates(*results) == {}  # in order: dated right the first time
+    assert state.lines["L0"].ship_ms == state.lines["L1"].ship_ms == used
     # A crash replay of every position gives back the same movements, times included.
     for offset, i in enumerate(order):
         again = apply(roundtrip(state), messages[i].update, offset=offset)
         assert again.movements == results[offset].movements
         assert again.replay or not (again.changed or results[offset].changed)  # past the mark: a no-op
+
+
+@settings(max_examples=300, deadline=None)
+@given(scenarios(), st.data())
+def test_stock_counted_between_the_ship_times_matches_the_earliest_evidence(scenario, data):
+    """Order core then stock core, with a stock count (true as of its time) somewhere in the
+    ledger: on_hand is what the count semantics give with the shipment at the earliest evidenced
+    time, whatever the delivery order. That is exact when the evidence includes the true time,
+    and never above the truth otherwise (a missed statement: ATS understated, never overstated)."""
+    true_ship_ms, messages = scenario
+    state = None
+    movements: list[Movement] = []
+    for offset, i in enumerate(data.draw(st.permutations(range(len(messages))))):
+        r = apply(state, messages[i].update, offset=offset)
+        state = r.state
+        movements += r.movements
+    earliest = min(m.candidate for m in messages if m.candidate is not None)
+    count_ms = data.draw(st.integers(ms(0), ms(14)))
+    shipped = {"SKU-A": 2 + 3, "SKU-C": 4}  # L0 (SET x2) and L1 (A x3)
+    receipts = [Movement(f"in-{sku}", MovementType.RECEIPT, sku, 100, ms(0), LOCATION) for sku in shipped]
+    counts = [
+        Movement(f"count-{sku}", MovementType.STOCK_COUNT, sku, 100 - (units if true_ship_ms <= count_ms else 0), count_ms, LOCATION)
+        for sku, units in shipped.items()
+    ]
+    at = data.draw(st.integers(0, len(movements)))
+    stock = {sku: StockState(sku) for sku in shipped}
+    for m in receipts + movements[:at] + counts + movements[at:]:
+        apply_movement(stock[m.sku], m)
+    for sku, units in shipped.items():
+        oracle = 100 - (units if true_ship_ms <= count_ms else 0) - (units if earliest > count_ms else 0)
+        assert (stock[sku].locations[LOCATION].on_hand, stock[sku].reserved) == (oracle, {})
+        assert oracle <= 100 - units and (earliest > true_ship_ms or oracle == 100 - units)
 
 
 def test_ship_event_time_per_component_of_a_bundle():

@@ -12,7 +12,9 @@ Two kinds of history, both delivered in any order with duplicates:
   before shipment (the known limit in stockstream/core/orders.py: they are then per-line pushes).
 
 Oracle: each line's true final (status, shipped) gives its final effect; the net reserved and
-shipped per line and SKU must equal it, movement ids are unique, a status-only message about
+shipped per line and SKU must equal it, each shipment ends up dated (SHIP, moved by SHIP_REDATEs)
+by the first version that showed the line shipped (messages state no ship time: each proves
+shipment at its own time), movement ids are unique, a status-only message about
 lines the state does not know never moves stock and is never deferred, and a crash replay gives
 back exactly the original movements.
 """
@@ -41,6 +43,7 @@ from test_core_orders import (
     deliveries,
     histories,
     key,
+    ship_dates,
     roundtrip,
     run,
 )
@@ -67,6 +70,12 @@ class Scenario:
     lines: tuple[Line, ...]
     final: tuple[tuple[LineStatus, bool], ...]  # each line's true final (status, shipped)
     messages: tuple[OrderUpdate, ...]  # in platform order
+    ship_ms: tuple[int | None, ...]  # each line's true ship time: the first version showing it shipped
+
+
+def first_shipped(ship_ms: list, i: int, state: tuple[LineStatus, bool], version: int) -> None:
+    if ship_ms[i] is None and line_effect(*state, False) is Effect.SHIPPED:
+        ship_ms[i] = ms(version)
 
 
 def detailed(line: Line, status: LineStatus, shipped: bool) -> LineUpdate:
@@ -105,9 +114,11 @@ def independent_lines(draw) -> Scenario:
     messages: list[OrderUpdate] = []
     position = [-1] * len(lines)
     current: list = [None] * len(lines)
+    ship_ms: list = [None] * len(lines)
     for version, moved in enumerate(history.steps):
         position[moved] += 1
         status, shipped = current[moved] = history.lines[moved].path[position[moved]]
+        first_shipped(ship_ms, moved, current[moved], version)
         line = lines[moved]
         if draw(st.booleans()):
             lu = detailed(line, status, shipped)
@@ -118,7 +129,7 @@ def independent_lines(draw) -> Scenario:
             snap = tuple(detailed(ln, *state) for ln, state in zip(lines, current) if state is not None)
             messages.append(OrderUpdate(PLATFORM, SHOP, ORDER, ms(version), snap, snapshot=True))
     messages = with_final_snapshot(lines, messages, current, len(history.steps) - 1)
-    return Scenario(lines, tuple(h.path[-1] for h in history.lines), tuple(messages))
+    return Scenario(lines, tuple(h.path[-1] for h in history.lines), tuple(messages), tuple(ship_ms))
 
 
 @st.composite
@@ -142,6 +153,7 @@ def order_flows(draw) -> Scenario:
 
     messages: list[OrderUpdate] = []
     current: list = [None] * n
+    ship_ms: list = [None] * n
     in_flow = [True] * n
     snapshot_at = draw(st.sets(st.integers(0, len(events) - 1)))
     for version, event in enumerate(events):
@@ -150,6 +162,7 @@ def order_flows(draw) -> Scenario:
             movers = [i for i in range(n) if in_flow[i]]
             for i in movers:
                 current[i] = (status, shipped)
+                first_shipped(ship_ms, i, current[i], version)
             evidence = shipped or status in (LineStatus.SHIPPED, LineStatus.FINISHED)
             whole = not (left_unshipped and evidence) and draw(st.integers(0, 3)) > 0
             if whole:
@@ -169,6 +182,7 @@ def order_flows(draw) -> Scenario:
             in_flow[i] = False
             left_unshipped = left_unshipped or not shipped
             current[i] = (LineStatus.CLOSED, shipped)
+            first_shipped(ship_ms, i, current[i], version)
             if draw(st.booleans()):
                 lu = detailed(lines[i], LineStatus.CLOSED, shipped)
             else:
@@ -178,7 +192,7 @@ def order_flows(draw) -> Scenario:
             snap = tuple(detailed(ln, *state) for ln, state in zip(lines, current))
             messages.append(OrderUpdate(PLATFORM, SHOP, ORDER, ms(version), snap, snapshot=True))
     messages = with_final_snapshot(lines, messages, current, len(events) - 1)
-    return Scenario(lines, tuple(current), tuple(messages))
+    return Scenario(lines, tuple(current), tuple(messages), tuple(ship_ms))
 
 
 scenarios = st.one_of(independent_lines(), order_flows())
@@ -211,6 +225,8 @@ def per_line_net(movements, scenario: Scenario) -> tuple[Counter, Counter]:
     for m in movements:
         k = (m.line, m.sku)
         assert m.quantity == units[k]
+        if m.type is MovementType.SHIP_REDATE:
+            continue  # only the date of a shipment (see ship_dates)
         if m.type is MovementType.RESERVE:
             reserved[k] += m.quantity
             seen.add(k)
@@ -236,6 +252,12 @@ def check_convergence(scenario: Scenario, state: OrderState, movements, reserve_
     ids = [m.movement_id for m in movements]
     assert len(ids) == len(set(ids))
     assert per_line_net(movements, scenario) == oracle(scenario, reserve_unpaid)
+    assert ship_dates(movements) == {
+        (line.line_id, sku): ship_ms
+        for line, ship_ms in zip(scenario.lines, scenario.ship_ms)
+        if ship_ms is not None
+        for sku, _ in COMPONENTS[line.code]
+    }
     for line, final in zip(scenario.lines, scenario.final):
         assert state.lines[line.line_id].effect is line_effect(*final, reserve_unpaid)
         assert (state.lines[line.line_id].quantity, state.lines[line.line_id].merchant_code) == (line.quantity, line.code)

@@ -49,7 +49,8 @@ ON_HAND_SIGN = {
 @st.composite
 def raw_movements(draw) -> dict:
     """A movement without id / origin (assigned by `histories`)."""
-    mtype = draw(st.sampled_from([t for t in MovementType if t is not T.UNKNOWN]))  # UNKNOWN: see its example
+    # UNKNOWN: see its example. SHIP_REDATE only follows a SHIP: see `histories`.
+    mtype = draw(st.sampled_from([t for t in MovementType if t not in (T.UNKNOWN, T.SHIP_REDATE)]))
     if mtype is T.ADJUSTMENT:
         quantity = draw(st.integers(-20, 20))
     elif mtype is T.STOCK_COUNT:
@@ -66,10 +67,44 @@ def raw_movements(draw) -> dict:
     return fields
 
 
+def with_redates(draw, raws: list[dict]) -> list[dict]:
+    """Some SHIPs get re-dated later (better evidence of when the goods left arrived after them):
+    a chain of SHIP_REDATE to ever earlier times, each from the time used until then, arriving
+    after the SHIP in chain order. Every SHIP names its shipment in `reference` (the oracle dates
+    it by the earliest time of the chain)."""
+    out = [{**fields, "reference": f"shipment-{n}"} if fields["type"] is T.SHIP else fields for n, fields in enumerate(raws)]
+    for fields in [f for f in out if f["type"] is T.SHIP]:
+        at = next(i for i, f in enumerate(out) if f is fields)
+        used = fields["event_time_ms"]
+        for _ in range(draw(st.integers(0, 2)) if used > 0 else 0):
+            earlier = draw(st.integers(max(0, used - 40), used - 1))
+            redate = {**{k: fields[k] for k in ("quantity", "channel", "location", "reference")},
+                      "type": T.SHIP_REDATE, "event_time_ms": earlier, "previous_event_time_ms": used}
+            at = draw(st.integers(at + 1, len(out)))
+            out.insert(at, redate)
+            used = earlier
+            if used == 0:
+                break
+    return out
+
+
 @st.composite
-def histories(draw, max_size: int = 60) -> list[Movement]:
+def around_counts(draw) -> dict:
+    """Shipments, receipts and counts at one location: counts often fall between a SHIP's time
+    and its re-dated time."""
+    mtype = draw(st.sampled_from([T.SHIP, T.SHIP, T.STOCK_COUNT, T.RECEIPT, T.RESERVE]))
+    fields = dict(type=mtype, quantity=draw(st.integers(1, 9)), event_time_ms=draw(st.integers(0, 30)))
+    if mtype is not T.RESERVE:
+        fields["location"] = LOCATIONS[0]
+    if mtype in (T.RESERVE, T.SHIP):
+        fields["channel"] = CHANNELS[0]
+    return fields
+
+
+@st.composite
+def histories(draw, max_size: int = 60, movements=raw_movements()) -> list[Movement]:
     """Arrival order, with each stream's positions increasing, some without origin."""
-    raws = draw(st.lists(raw_movements(), max_size=max_size))
+    raws = with_redates(draw, draw(st.lists(movements, max_size=max_size)))
     last: dict[str, tuple[int, int]] = {}
     out = []
     for i, fields in enumerate(raws):
@@ -126,9 +161,17 @@ class Oracle:
         # Counts a bounded log had to refuse (see `test_bounded_count_log`): left out.
         self.history = [m for i, m in enumerate(self.history) if i not in rejected_counts]
 
+    def ship_time(self, m: Movement) -> int:
+        """When a shipment really left: the earliest time its SHIP and re-dates state."""
+        return min(x.event_time_ms for x in self.history if x.type in (T.SHIP, T.SHIP_REDATE) and x.reference == m.reference)
+
     def on_hand(self, location: str) -> int:
         counts = [(m.event_time_ms, i, m.quantity) for i, m in enumerate(self.history) if m.type is T.STOCK_COUNT and m.location == location]
-        deltas = [(m.event_time_ms, ON_HAND_SIGN[m.type] * m.quantity) for m in self.history if m.type in ON_HAND_SIGN and m.location == location]
+        deltas = [
+            (self.ship_time(m) if m.type is T.SHIP else m.event_time_ms, ON_HAND_SIGN[m.type] * m.quantity)
+            for m in self.history
+            if m.type in ON_HAND_SIGN and m.location == location
+        ]
         if not counts:
             return sum(d for _, d in deltas)
         count_ms, _, counted = max(counts)
@@ -217,6 +260,19 @@ def test_state_matches_oracle_whatever_the_arrival_order_and_replays(data, histo
     assert applied == expected_ids
     assert state.version == len(expected_ids)
     assert roundtrip(state).to_dict() == state.to_dict()
+
+
+@HEAVY
+@given(st.data(), histories(max_size=30, movements=around_counts()))
+def test_redated_shipments_count_at_their_true_time(data, history):
+    """Counts between a SHIP's first time and the earliest time its re-dates prove: on_hand as if
+    the shipment had been dated right from the start, in any arrival order, with replays."""
+    delivered = data.draw(with_replays(history))
+    state = StockState(SKU)
+    for batch in split(data.draw, delivered):
+        state, _ = apply_movements(state, batch)
+        state = roundtrip(state)
+    assert_matches(state, Oracle(delivered))
 
 
 @HEAVY
@@ -330,6 +386,44 @@ def test_horizon_drops_several_entries_at_once():
 def test_deltas_with_the_same_event_time_share_a_log_entry():
     s = state_of(*(mv(T.RECEIPT, 1, "WH", t=5) for _ in range(3)), mv(T.RECEIPT, 1, "WH", t=1))
     assert s.locations["WH"].log == [[1, 1], [5, 3]]
+
+
+def redate(quantity, location, t, previous, channel="c", origin=None) -> Movement:
+    return Movement(f"x{next(_n)}", T.SHIP_REDATE, SKU, quantity, t, location, None, channel, origin=origin,
+                    previous_event_time_ms=previous)
+
+
+def test_ship_redate_across_a_count_gives_the_shipment_back_to_on_hand():
+    """Shipped at 50, first dated 150; the count at 100 already saw it gone."""
+    ship = mv(T.SHIP, 2, "WH", t=150, channel="c")
+    count = mv(T.STOCK_COUNT, 10, "WH", t=100)
+    fix = redate(2, "WH", 50, 150)
+    for order in ([ship, count, fix], [count, ship, fix], [ship, fix, count], [fix, ship, count], [count, fix, ship]):
+        s = state_of(mv(T.RESERVE, 2, channel="c"), *order)
+        assert (s.locations["WH"].on_hand, s.reserved) == (10, {}), order
+    # The count before both times, or at / after both: the date does not matter.
+    for count_ms, expected in ((40, 8), (150, 10), (200, 10)):
+        s = state_of(mv(T.RESERVE, 2, channel="c"), ship, mv(T.STOCK_COUNT, 10, "WH", t=count_ms), fix)
+        assert s.locations["WH"].on_hand == expected, count_ms
+
+
+def test_ship_redate_chains_and_its_log():
+    s = state_of(mv(T.RECEIPT, 10, "WH", t=0), mv(T.SHIP, 3, "WH", t=90, channel="c"), redate(3, "WH", 60, 90), redate(3, "WH", 30, 60))
+    assert s.locations["WH"].on_hand == 7 and s.reserved == {"c": -3}  # no RESERVE given: reserved untouched by re-dates
+    assert [e for e in s.locations["WH"].log if e[1]] == [[0, 10], [30, -3]]
+    apply_movement(s, mv(T.STOCK_COUNT, 7, "WH", t=45))  # counted after the true ship time
+    assert s.locations["WH"].on_hand == 7
+
+
+def test_ship_redate_is_idempotent_by_origin_and_needs_its_previous_time():
+    s = state_of(mv(T.SHIP, 1, "WH", t=20, channel="c"), mv(T.STOCK_COUNT, 5, "WH", t=15))
+    assert s.locations["WH"].on_hand == 4
+    fix = redate(1, "WH", 10, 20, origin=Origin("o", 3, 1))
+    assert apply_movement(s, fix) is Outcome.APPLIED and s.locations["WH"].on_hand == 5
+    assert apply_movement(s, fix) is Outcome.REPLAY and s.locations["WH"].on_hand == 5
+    with pytest.raises(ValueError, match="previous_event_time_ms"):
+        apply_movement(s, Movement("z", T.SHIP_REDATE, SKU, 1, 5, "WH", channel="c", origin=Origin("o", 4, 0)))
+    assert s.marks == {"o": (3, 1)}
 
 
 def test_returns_flow():
