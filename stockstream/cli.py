@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import typer
 
+from stockstream.erp_cli import erp_app
+from stockstream.rules_cli import rules_app
 from stockstream.settings import get_settings
+from stockstream.simulator_cli import adapter_app, simulator_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="stockstream: real-time available-to-sell stock")
 kafka_app = typer.Typer(no_args_is_help=True, help="The embedded single-node Apache Kafka broker (KRaft, no Docker).")
 app.add_typer(kafka_app, name="kafka")
 catalog_app = typer.Typer(no_args_is_help=True, help="The SKU catalog: the compacted `catalog` topic every worker follows.")
 app.add_typer(catalog_app, name="catalog")
+app.add_typer(simulator_app, name="simulator")
+app.add_typer(adapter_app, name="adapter")
+app.add_typer(rules_app, name="rules")
+app.add_typer(erp_app)  # no name: `journal`, `erp-sink`, `erp-reconcile`, `erp-sim` are top-level commands
+# Channel sink: `stockstream sink`, `stockstream dlq retry` (stockstream/sink_cli.py)
+from stockstream.sink_cli import dlq_app, sink as sink_command  # noqa: E402
+
+app.command("sink")(sink_command)
+app.add_typer(dlq_app, name="dlq")
 
 
 @catalog_app.command("load")
@@ -107,9 +119,17 @@ def simulate(
     faults: bool = typer.Option(False, help="duplicate / delayed / reordered deliveries, failing and throttled API calls"),
     max_orders: int = typer.Option(1_000_000, help="never create more orders than this"),
     settle: float = typer.Option(60.0, help="afterwards wait at most this long for every delivery"),
+    tmall_url: str = typer.Option("", help="drive this running Tmall simulator (with --jd-url, --douyin-url, --pdd-url)"),
+    jd_url: str = typer.Option("", help="a running JD simulator"),
+    douyin_url: str = typer.Option("", help="a running Douyin simulator"),
+    pdd_url: str = typer.Option("", help="a running PDD simulator"),
+    warehouse_url: str = typer.Option("", help="a running warehouse adapter's endpoint (default: start one here)"),
+    warehouse_token: str = typer.Option("", envvar="STOCKSTREAM_SIMULATE_WAREHOUSE_TOKEN", help="its token for SIM-WMS"),
 ) -> None:
     """Simulated shoppers on all four marketplaces (in-process simulators) through the real
-    adapters and the warehouse adapter into the raw topics; writes the ground truth. Ctrl-C stops."""
+    adapters and the warehouse adapter into the raw topics; writes the ground truth. Ctrl-C stops.
+    With --tmall-url/--jd-url/--douyin-url/--pdd-url it drives simulators already running
+    (`stockstream simulator run`, shops from STOCKSTREAM_SHOPS) whose adapters run elsewhere."""
     from pathlib import Path
 
     from stockstream.simulate import SimulateOptions, run_simulation, summary
@@ -117,7 +137,8 @@ def simulate(
     options = SimulateOptions(
         rate=rate, shape=shape, spike_factor=spike_factor, spike_start_s=spike_start, spike_minutes=spike_minutes,
         duration_s=duration, seed=seed, truth_out=Path(truth_out), shops=shops, skus=skus, faults=faults,
-        max_orders=max_orders, settle_s=settle,
+        max_orders=max_orders, settle_s=settle, warehouse_url=warehouse_url, warehouse_token=warehouse_token,
+        simulator_urls={p: u for p, u in (("tmall", tmall_url), ("jd", jd_url), ("douyin", douyin_url), ("pdd", pdd_url)) if u},
     )
     truth = run_simulation(get_settings(), options)
     typer.echo(summary(truth))

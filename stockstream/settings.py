@@ -85,16 +85,59 @@ class Settings(BaseSettings):
     # it). Unset: strict when catalog_path is set, identity otherwise (see streams/catalog_feed.py).
     catalog_mode: Optional[Literal["identity", "strict"]] = None
 
+    # Channel sink (sinks/): the shops' listings (CSV platform,shop_id,listing_id,platform_sku_id,
+    # merchant_code), stock-write API calls per second per shop by platform (JSON; defaults in
+    # sinks/quota.py), its /metrics port, and reconciliation (0 s: off; a difference counts as
+    # drift once seen by this many consecutive reads).
+    listings_path: Optional[Path] = None
+    sink_calls_per_s: dict[str, float] = Field(default_factory=dict)
+    sink_metrics_port: int = 9109
+    reconcile_interval_s: float = Field(default=300.0, ge=0)
+    reconcile_confirmations: int = Field(default=2, ge=1)
+
+    # Allocation signals (topic `signals`; rules themselves live in the `allocation-rules` topic).
+    # Reallocation: a channel sells out within this many hours while another holds more than
+    # `signal_donor_cover_days` of cover. Replenishment: ATS covers fewer days than lead time + safety.
+    signal_sellout_hours: float = Field(default=24.0, gt=0)
+    signal_donor_cover_days: float = Field(default=14.0, gt=0)
+    replenishment_lead_time_days: float = Field(default=14.0, ge=0)
+    replenishment_safety_days: float = Field(default=7.0, ge=0)
+
+    # Adapter processes (`stockstream adapter run`). Redelivered messages already in
+    # raw.<platform> within the window are acknowledged without a second write (connectors/dedupe.py).
+    adapter_dedupe_window_s: float = Field(default=3600.0, ge=0)
+    adapter_dedupe_max_ids: int = Field(default=500_000, ge=1)
+    adapter_metrics_port: int = 9108  # /metrics of an adapter process; 0: not served
+    adapter_host: str = "127.0.0.1"  # where push receivers (Douyin) listen
+    adapter_port: int = 8081
+
+    # ERP journal (`stockstream journal`): window length and how long past its end a window waits
+    # for the ledger before closing. ERP sink (`stockstream erp-sink`): the NetSuite-style REST base
+    # (PUT {base}/record/v1/inventoryAdjustment/eid:{id}), its bearer token, parallel PUTs, the
+    # ceiling of the retry backoff, and the sink's /metrics port (0: not served).
+    erp_journal_window_s: float = Field(default=60.0, gt=0)
+    erp_journal_grace_s: float = Field(default=5.0, ge=0)
+    erp_base_url: str = "http://127.0.0.1:8089/services/rest"
+    erp_token: SecretStr = SecretStr("")
+    erp_push_concurrency: int = Field(default=8, ge=1)
+    erp_max_backoff_s: float = Field(default=30.0, gt=0)
+    erp_request_timeout_s: float = Field(default=10.0, gt=0)
+    erp_metrics_port: int = 0
+    # The journal process's /metrics port (0: not served).
+    journal_metrics_port: int = 0
+
     def to_env(self) -> dict[str, str]:
         """These settings as environment variables: how a child process (worker, adapter) gets them."""
         env = {}
         for name, value in self.model_dump(mode="json", exclude={"shops"}).items():
             if value is not None:
-                env[f"STOCKSTREAM_{name.upper()}"] = str(value)
+                # dict / list fields travel as JSON, which is what pydantic-settings parses back
+                env[f"STOCKSTREAM_{name.upper()}"] = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
         env["STOCKSTREAM_SHOPS"] = json.dumps(
             [{**shop.model_dump(mode="json"), "app_secret": shop.app_secret.get_secret_value(),
               "access_token": shop.access_token.get_secret_value()} for shop in self.shops]
         )
+        env["STOCKSTREAM_ERP_TOKEN"] = self.erp_token.get_secret_value()  # model_dump masks secrets
         return env
 
     def worker_instance_id(self) -> Optional[str]:

@@ -26,6 +26,8 @@ class TopicSpec:
     schema: Optional[str] = None  # Avro schema full name of the record value, None for raw bytes
     # True for topics whose partition count must equal settings.partitions (co-partitioned).
     keyed_state: bool = True
+    # Any other topic configs, e.g. (("message.timestamp.type", "LogAppendTime"),).
+    extra_config: tuple[tuple[str, str], ...] = ()
 
     def config(self) -> dict[str, str]:
         cfg: dict[str, str] = {}
@@ -33,6 +35,7 @@ class TopicSpec:
             cfg["cleanup.policy"] = "compact"
         if self.retention_ms is not None:
             cfg["retention.ms"] = str(self.retention_ms)
+        cfg.update(self.extra_config)
         return cfg
 
 
@@ -69,14 +72,23 @@ MOVEMENTS = TopicSpec(
     "the ledger: every inventory movement, keyed by master SKU, micro-batched per partition",
     retention_ms=-1,
     schema="stockstream.MovementBatch",
+    # The broker stamps each record: timestamps grow along a partition, so the ERP journal's
+    # windows (streams/erp_journal.py) follow the ledger deterministically.
+    extra_config=(("message.timestamp.type", "LogAppendTime"),),
 )
 ATS = TopicSpec("ats", "latest available-to-sell per master SKU", compacted=True, schema="stockstream.AtsSnapshot")
 ALLOCATION_RULES = TopicSpec("allocation-rules", "allocation rule sets per SKU and channel defaults", compacted=True)
 ALLOCATIONS = TopicSpec("allocations", "per-channel published quantity changes", schema="stockstream.AllocationChange")
+ALLOCATION_COMMANDS = TopicSpec(
+    "allocation-commands",
+    "internal: re-allocate a SKU (keyed by SKU) or a whole partition after a rule change (JSON)",
+    retention_ms=1 * DAY_MS,
+)
 SIGNALS = TopicSpec("signals", "reallocation and replenishment signals")
 ERP_JOURNAL = TopicSpec(
     "erp.journal", "the ERP's contract: inventory adjustment entries", retention_ms=-1, schema="stockstream.ErpJournalEntry"
 )
+ERP_DLQ = TopicSpec("erp.dead-letter", "journal entries the ERP refused as invalid (JSON, with its answer)", retention_ms=30 * DAY_MS)
 CHANNEL_DLQ = TopicSpec("channel.dead-letter", "stock pushes that failed permanently, with the reason", retention_ms=30 * DAY_MS)
 RECONCILIATION = TopicSpec("reconciliation", "differences between what we pushed and what channels show")
 CONNECTOR_STATE = TopicSpec("connector-state", "durable connector cursors (JD poll windows)", compacted=True)
@@ -92,8 +104,10 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     ATS,
     ALLOCATION_RULES,
     ALLOCATIONS,
+    ALLOCATION_COMMANDS,
     SIGNALS,
     ERP_JOURNAL,
+    ERP_DLQ,
     CHANNEL_DLQ,
     RECONCILIATION,
     CONNECTOR_STATE,

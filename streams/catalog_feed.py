@@ -24,19 +24,14 @@ and extend it (a tombstone removes a seeded mapping too).
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from typing import Callable, Optional
-
-import mode
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from stockstream.catalog_topic import decode, read_csv
 from stockstream.core.catalog import Catalog
 from stockstream.core.model import CatalogEntry, LineUpdate, SkuComponent
 from stockstream.settings import Settings
 from stockstream.topics import CATALOG
-from streams import consumer_errors
+from streams.topic_follower import FollowerService, TopicFollower
 
 log = logging.getLogger(__name__)
 
@@ -82,15 +77,14 @@ class CatalogFeed:
         self.topic = settings.topic(CATALOG.name)
         self.catalog = catalog if catalog is not None else seed_catalog(settings)
         self.resolver = CatalogResolver(self.catalog, catalog_mode(settings) == "identity")
-        self.ready = threading.Event()
+        self.follower = TopicFollower(settings, self.topic, self._on_messages, name="catalog-feed")
+        # Set once the topic is read up to the end offsets seen at start (streams/topic_follower.py).
+        self.ready = self.follower.ready
         # Bumped after each applied poll that changed something; listeners get the changed keys.
         self.generation = 0
         self.records_applied = 0
         self.bad_records = 0
-        self.failure: Optional[BaseException] = None
         self._listeners: list[Listener] = []
-        self._stopping = threading.Event()
-        self._thread: Optional[threading.Thread] = None
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -125,102 +119,28 @@ class CatalogFeed:
 
     # -- the thread ------------------------------------------------------------------------------
 
+    def _on_messages(self, messages: list) -> None:
+        changed = [key for key in (self.apply(m.key(), m.value()) for m in messages) if key is not None]
+        if changed:
+            self.changed(changed)
+
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="catalog-feed", daemon=True)
-        self._thread.start()
+        self.follower.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self.follower.stop(timeout)
 
     def wait_ready(self, timeout: Optional[float] = None) -> bool:
         return self.ready.wait(timeout)
 
-    def _run(self) -> None:
-        consumer = Consumer(
-            {
-                "bootstrap.servers": self.settings.bootstrap_servers,
-                # Required by librdkafka; never joined (assign, not subscribe) and never committed.
-                "group.id": f"{self.settings.topic(self.settings.app_id)}-catalog-feed",
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "auto.offset.reset": "earliest",
-                "fetch.wait.max.ms": 50,
-            }
-        )
-        try:
-            partitions = self._partitions(consumer)
-            if partitions is None:
-                return
-            ends: dict[int, int] = {}
-            for partition in partitions:
-                low, high = consumer.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=30)
-                if high > low:
-                    ends[partition] = high
-            consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in partitions])
-            started = time.monotonic()
-            self._catch_up_check(consumer, ends, started)
-            while not self._stopping.is_set():
-                messages = consumer.consume(num_messages=1000, timeout=0.1)
-                changed: list[str] = []
-                for message in messages:
-                    if consumer_errors.is_error(message):
-                        continue
-                    key = self.apply(message.key(), message.value())
-                    if key is not None:
-                        changed.append(key)
-                    end = ends.get(message.partition())
-                    if end is not None and message.offset() + 1 >= end:
-                        del ends[message.partition()]
-                if changed:
-                    self.changed(changed)
-                if not self.ready.is_set():
-                    self._catch_up_check(consumer, ends, started)
-        except BaseException as exc:  # surfaced by the service, which crashes the worker
-            self.failure = exc
-            log.exception("catalog feed failed")
-        finally:
-            consumer.close()
-
-    def _partitions(self, consumer: Consumer) -> Optional[list[int]]:
-        while not self._stopping.is_set():
-            metadata = consumer.list_topics(self.topic, timeout=30)
-            topic = metadata.topics.get(self.topic)
-            if topic is not None and topic.error is None and topic.partitions:
-                return sorted(topic.partitions)
-            time.sleep(0.5)  # not created yet
-        return None
-
-    def _catch_up_check(self, consumer: Consumer, ends: dict[int, int], started: float) -> None:
-        # Compaction leaves gaps, so the consumer's position decides too, not only record offsets.
-        if ends:
-            positions = consumer.position([TopicPartition(self.topic, p) for p in ends])
-            for tp in positions:
-                if tp.offset >= 0 and tp.offset >= ends.get(tp.partition, 0):
-                    ends.pop(tp.partition, None)
-        if not ends:
-            log.info(
-                "catalog loaded: %d merchant codes from %d records in %.1fs",
-                len(self.catalog), self.records_applied, time.monotonic() - started,
-            )
-            self.ready.set()
+    @property
+    def failure(self) -> Optional[BaseException]:
+        return self.follower.failure
 
 
-class CatalogFeedService(mode.Service):
+class CatalogFeedService(FollowerService):
     """Ties the feed thread to the worker's life; a failed feed crashes the worker."""
 
     def __init__(self, feed: CatalogFeed, **kwargs) -> None:
-        super().__init__(**kwargs)
+        super().__init__(feed.follower, **kwargs)
         self.feed = feed
-
-    async def on_start(self) -> None:
-        self.feed.start()
-
-    async def on_stop(self) -> None:
-        self.feed.stop()
-
-    @mode.Service.timer(1.0)
-    async def _watch(self) -> None:
-        if self.feed.failure is not None:
-            await self.crash(self.feed.failure)

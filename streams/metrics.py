@@ -40,7 +40,27 @@ BATCH_SIZE = Histogram(
     buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000),
 )
 BATCHER_ALIVE = Gauge("stockstream_ingest_batcher_up", "1 while the ingest batcher thread runs", registry=REGISTRY)
+# channel is "<platform>:<shop_id>": one series per configured shop, not per SKU.
+ALLOCATION_CHANGES = Counter(
+    "stockstream_allocation_changes_total", "Per-channel allocation changes published (re-emissions not counted)",
+    ["channel"], registry=REGISTRY,
+)
+SIGNALS = Counter(
+    "stockstream_signals_total", "Reallocation / replenishment signals raised or cleared", ["kind"], registry=REGISTRY,
+)
 
+# ERP journal and sink processes (`stockstream journal`, `stockstream erp-sink`).
+ERP_JOURNAL_ENTRIES = Counter(
+    "stockstream_erp_journal_entries_total", "Journal entries published to erp.journal (re-emissions after a crash included)",
+    registry=REGISTRY,
+)
+# outcome: ok (the ERP stored it), retry (a failed attempt, tried again), rejected (refused as
+# invalid, parked in erp.dead-letter).
+ERP_PUSHES = Counter("stockstream_erp_pushes_total", "PUTs of journal entries to the ERP", ["outcome"], registry=REGISTRY)
+ERP_PUSH_LATENCY = Histogram(
+    "stockstream_erp_push_latency_seconds", "From the first attempt to push an entry to the ERP's acknowledgment",
+    registry=REGISTRY, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
 
 def exposition() -> bytes:
     return generate_latest(REGISTRY)
@@ -68,6 +88,14 @@ def observe_stock(output, seconds: float) -> None:
     ATS_UPDATES.inc(len(output.ats_records))
     for reason, count in output.quarantine_reasons.items():
         QUARANTINED.labels(reason).inc(count)
+
+
+def observe_allocation(output) -> None:
+    """Record the allocation part of a `streams.stock.StockOutput` (movement batch or rule change)."""
+    for channel, count in output.allocation_changes.items():
+        ALLOCATION_CHANGES.labels(channel).inc(count)
+    for kind, count in output.signals.items():
+        SIGNALS.labels(kind).inc(count)
 
 
 def observe_batched(records_by_topic: dict[str, int], raw_prefix: str) -> None:

@@ -6,11 +6,12 @@ import faust
 import mode
 
 from stockstream.settings import Settings
-from stockstream.topics import ensure_topics
+from stockstream.topics import TopicSpec, ensure_topics
 from streams import metrics
 from streams.app import create_app
 from streams.catalog_feed import CatalogFeed, CatalogFeedService
 from streams.ingest import IngestBatcher
+from streams.rules_feed import RulesFeed, rules_feed_service
 
 
 class IngestBatcherService(mode.Service):
@@ -36,11 +37,22 @@ class IngestBatcherService(mode.Service):
 
 def run_worker(settings: Settings) -> None:
     ensure_topics(settings)
+    # The tables' changelog topics too, before Faust starts. Faust declares them itself and then
+    # checks their partition count in its consumer's metadata; on a loaded broker a topic created
+    # a moment before is not in it yet, and the stock agent crashes for good ("the changelog has
+    # 0 partitions", PartitionsMismatch) while the process stays up doing nothing.
+    ensure_topics(settings, tuple(
+        TopicSpec(f"{settings.app_id}-{table}-changelog", f"Faust changelog of the {table} table", compacted=True)
+        for table in ("orders", "stock")
+    ))
     feed = CatalogFeed(settings)
-    pipeline = create_app(settings, catalog_feed=feed)
+    rules = RulesFeed(settings)
+    pipeline = create_app(settings, catalog_feed=feed, rules_feed=rules)
     from streams.retry import RetrierService
 
-    services = (IngestBatcherService(settings), CatalogFeedService(feed), RetrierService(settings, feed))
+    services = (
+        IngestBatcherService(settings), CatalogFeedService(feed), rules_feed_service(rules), RetrierService(settings, feed),
+    )
     worker = faust.Worker(pipeline.app, *services, loglevel=settings.log_level, quiet=True)
     # Faust's spinner sets the root logger to DEBUG at WARN level: every debug call in faust and
     # aiokafka then builds a LogRecord (~10% CPU measured). Workers run without it.
