@@ -7,6 +7,7 @@ COPY stockstream stockstream
 COPY streams streams
 COPY connectors connectors
 COPY schemas schemas
+COPY sinks sinks
 RUN pip wheel --no-cache-dir --no-deps -w /wheels .
 
 FROM python:3.11-slim
