@@ -228,8 +228,21 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# `\ud800`-style escapes: json decodes a lone one into a str that cannot be encoded as UTF-8, so
+# a Kafka key, movement id or Avro string built from it would raise far from the parser.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
 def loads_json(text: Union[str, bytes]) -> Any:
-    return json.loads(text, parse_constant=_no_constants)
+    doc = json.loads(text, parse_constant=_no_constants)
+    if isinstance(text, (bytes, bytearray)):
+        text = bytes(text).decode("utf-8", "replace")
+    if _SURROGATE_ESCAPE.search(text):  # rare: pairs (escaped emoji) decode fine, check the result
+        try:
+            json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("a lone UTF-16 surrogate escape is not Unicode text") from None
+    return doc
 
 
 def dumps_json(obj: Any) -> str:

@@ -33,6 +33,14 @@ scrapped / still in inspection, expected on-hand and ATS at `location`), `publis
 the adapters published, per platform) and `settled` (nothing was left undelivered).
 
 Reserved counts PAID lines only: the simulated shops reserve on payment (`reserve_unpaid` false).
+
+Against simulators already running (`simulator_urls`, e.g. `stockstream simulator run` services
+in docker-compose, with adapters of their own in front of them): nothing is started but the
+warehouse adapter (unless `warehouse_url` names a running one, with `warehouse_token`); orders are
+created and advanced through each simulator's control API, on the shops of STOCKSTREAM_SHOPS
+(the configuration the simulators and adapters read too), SKUs are given stock there first; the
+run has settled when the simulators have nothing undelivered and raw.jd holds every JD order's
+final version. Order ids come from the simulators (`simulator run --order-seq-start`).
 """
 
 from __future__ import annotations
@@ -58,8 +66,8 @@ from connectors.adapters import make_adapter, make_feed_adapter
 from connectors.adapters.jd import version_id
 from connectors.adapters.warehouse import TOKEN_HEADER
 from connectors.base import RawHeader, RawRecord
+from connectors.dedupe import load_recent
 from connectors.publisher import RawPublisher
-from connectors.simulated import SimBuyer
 from connectors.simulators.base_api import OutOfStock, PlatformSim, SimShop
 from connectors.simulators.douyin_api import DouyinSim
 from connectors.simulators.jd_api import JdSim
@@ -67,6 +75,7 @@ from connectors.simulators.pdd_api import PddSim
 from connectors.simulators.tmall_api import TmallSim
 from stockstream.core.model import LineStatus, WarehouseEvent, WarehouseEventType
 from stockstream.settings import Settings, ShopCredentials
+from stockstream.sim_handles import LocalSim, RemoteSim
 from stockstream.topics import CONNECTOR_STATE, QUARANTINE, RAW_TOPICS, RAW_WAREHOUSE, ensure_topics
 
 log = logging.getLogger(__name__)
@@ -100,6 +109,24 @@ SKU_STYLE = {  # listing id, first platform SKU id
     "pdd": ("123456789", 1234567890),
 }
 SHOP_BASE = {"tmall": 2200754211234, "jd": 10086001, "douyin": 4463798, "pdd": 987654321}
+SIM_CLASSES = {"tmall": TmallSim, "jd": JdSim, "douyin": DouyinSim, "pdd": PddSim}
+SIM_DEFAULTS: dict[str, dict[str, Any]] = {
+    "tmall": dict(visibility_timeout_s=5.0),
+    "jd": {},
+    "douyin": dict(push_batch=10, retry_interval_s=0.5, push_timeout_s=5),
+    "pdd": dict(ack_timeout_s=3.0),
+}
+
+
+def build_simulator(platform: str, shops: list[Any], seed: int = 0, **options: Any) -> PlatformSim:
+    """A simulator of `platform` for `shops` (SimShops, or the ShopCredentials adapters use),
+    with this module's defaults under `options` (knobs and the simulator's own parameters)."""
+    sim_shops = [
+        s if isinstance(s, SimShop)
+        else SimShop(s.shop_id, s.app_key, s.app_secret.get_secret_value(), s.access_token.get_secret_value())
+        for s in shops
+    ]
+    return SIM_CLASSES[platform](sim_shops, seed=seed, **{**SIM_DEFAULTS[platform], **options})
 
 
 @dataclass
@@ -124,6 +151,10 @@ class SimulateOptions:
     restock_rate: float = 0.8  # returned units restocked (the rest scrapped)
     order_seq_start: Optional[int] = None
     tick_s: float = 0.05
+    # Simulators already running, platform -> base URL (all four, or none: start our own).
+    simulator_urls: dict[str, str] = field(default_factory=dict)
+    warehouse_url: str = ""  # a running warehouse adapter's endpoint (else one is started here)
+    warehouse_token: str = ""  # its token for WAREHOUSE_ID
 
     def __post_init__(self) -> None:
         if self.shape not in ("steady", "spike"):
@@ -132,6 +163,14 @@ class SimulateOptions:
             raise ValueError("rate, duration and spike factor must be positive")
         if self.skus < 2 or self.shops < 1:
             raise ValueError("at least 2 SKUs and 1 shop per platform")
+        if self.simulator_urls and set(self.simulator_urls) != set(PLATFORMS):
+            raise ValueError(f"simulator URLs for all of {', '.join(PLATFORMS)}, or none")
+        if self.warehouse_url and not self.warehouse_token:
+            raise ValueError("a running warehouse adapter needs its token")
+
+    @property
+    def remote(self) -> bool:
+        return bool(self.simulator_urls)
 
     def rate_at(self, t: float) -> float:
         if self.shape == "spike" and self.spike_start_s <= t < self.spike_start_s + self.spike_minutes * 60:
@@ -181,7 +220,7 @@ class Simulation:
     opts: SimulateOptions
     rng: random.Random = field(init=False)
     run_id: str = field(init=False)
-    sims: dict[str, PlatformSim] = field(default_factory=dict)
+    sims: dict[str, Any] = field(default_factory=dict)  # platform -> LocalSim | RemoteSim
     skus: dict[str, list[dict[str, str]]] = field(default_factory=dict)
     plans: dict[tuple[str, str], _Plan] = field(default_factory=dict)
     documents: list[dict[str, Any]] = field(default_factory=list)
@@ -210,30 +249,38 @@ class Simulation:
             for p in PLATFORMS
         }
         seed = o.seed * 10
-        self.sims = {
-            "tmall": TmallSim(shops["tmall"], visibility_timeout_s=5.0, seed=seed + 1, **knobs),
-            "jd": JdSim(shops["jd"], seed=seed + 2, **knobs),
-            "douyin": DouyinSim(shops["douyin"], push_batch=10, retry_interval_s=0.5, push_timeout_s=5, seed=seed + 3, **knobs),
-            "pdd": PddSim(shops["pdd"], ack_timeout_s=3.0, seed=seed + 4, **knobs),
-        }
         start = o.order_seq_start if o.order_seq_start is not None else max(1, (int(time.time()) - 1_700_000_000) * 10_000)
-        for p, sim in self.sims.items():
+        for i, p in enumerate(PLATFORMS):
+            sim = build_simulator(p, shops[p], seed=seed + i + 1, **knobs)
             sim._order_seq = itertools.count(start)  # unique order ids per run (see module docstring)
+            self.sims[p] = LocalSim(sim)
+        self._define_skus()
+        return shops
+
+    def _remote_sims(self) -> None:
+        for p in PLATFORMS:
+            self.sims[p] = RemoteSim(p, self.opts.simulator_urls[p], [s.shop_id for s in self.settings.shops if s.platform == p])
+        self._define_skus()
+
+    def _define_skus(self) -> None:
+        for p in PLATFORMS:
             listing, first = SKU_STYLE[p]
             self.skus[p] = [
-                {"listing_id": listing, "sku_id": str(first + i), "merchant_code": f"SIM-{i + 1:03d}"} for i in range(o.skus)
+                {"listing_id": listing, "sku_id": str(first + i), "merchant_code": f"SIM-{i + 1:03d}"} for i in range(self.opts.skus)
             ]
-            for shop in shops[p]:
+
+    async def _seed_stock(self) -> None:
+        for p, sim in self.sims.items():
+            for shop_id in sim.shop_ids:
                 for sku in self.skus[p]:
-                    sim.register_sku(shop.shop_id, sku["sku_id"], sku["listing_id"], sku["merchant_code"], quantity=10_000_000)
-        return shops
+                    await sim.register_sku(shop_id, sku, 10_000_000)
 
     # ---------------------------------------------------------------- driving
 
-    def _place(self) -> None:
+    async def _place(self) -> None:
         platform = self.rng.choice(PLATFORMS)
         sim = self.sims[platform]
-        shop = self.rng.choice(list(sim.shops))
+        shop = self.rng.choice(sim.shop_ids)
         names = [n for n in LIFECYCLES if platform in UNPAID_VISIBLE or n not in UNPAID_LIFECYCLES]
         name = self.rng.choices(names, weights=[LIFECYCLES[n][0] for n in names])[0]
         n_lines = 2 if name == "partial_refund" and platform in PER_LINE else self.rng.choice((1, 1, 2))
@@ -249,7 +296,7 @@ class Simulation:
             first = S.PAID
         self.counters["orders_attempted"] += 1
         try:
-            order = sim.create_order(shop, lines, first, buyer=SimBuyer())
+            order = await sim.create_order(shop, lines, first)
         except OutOfStock:
             self.counters["out_of_stock"] += 1
             return
@@ -265,13 +312,13 @@ class Simulation:
             due = time.monotonic() + self.rng.uniform(lo, hi)
             heapq.heappush(self._heap, (due, next(self._seq), key))
 
-    async def _step(self, key: tuple[str, str], http: aiohttp.ClientSession, url: str) -> None:
+    async def _step(self, key: tuple[str, str], http: aiohttp.ClientSession, url: str, token: str) -> None:
         plan = self.plans[key]
         step = plan.steps.pop(0)
         sim = self.sims[plan.platform]
         order = sim.orders[plan.order_id]
         if step == "partial":
-            sim.advance(plan.order_id, S.CLOSED, [order.lines[0].line_id])
+            await sim.advance(plan.order_id, S.CLOSED, [order.lines[0].line_id])
             self.counters["partial_refunds"] += 1
         elif step == "return_received":
             at = _now_ms()
@@ -282,7 +329,7 @@ class Simulation:
                 )
                 for i, line in enumerate(order.lines)
             ]
-            await self._send(http, url, events, "json")
+            await self._send(http, url, events, "json", token)
             for e in events:
                 self.returns[e.sku]["received"] += e.quantity
         elif step == "return_inspected":
@@ -294,25 +341,25 @@ class Simulation:
                 events.append(
                     WarehouseEvent(kind, self._return_doc(plan, "I"), i + 1, self.opts.location, line.merchant_code, line.quantity, at)
                 )
-            await self._send(http, url, events, "csv")
+            await self._send(http, url, events, "csv", token)
             for e in events:
                 self.returns[e.sku]["restocked" if e.event_type == WarehouseEventType.RETURN_RESTOCKED else "scrapped"] += e.quantity
         else:
-            sim.advance(plan.order_id, step)
-            if step == S.CLOSED:
+            await sim.advance(plan.order_id, step)
+            if step == S.CLOSED:  # `order` is as it was before: had it shipped?
                 self.counters["returns" if order.status >= S.SHIPPED else "cancellations"] += 1
         self._schedule(key)
 
     def _return_doc(self, plan: _Plan, suffix: str) -> str:
         return f"RTN-{self.run_id}-{plan.platform}-{plan.order_id}-{suffix}"
 
-    async def _send(self, http: aiohttp.ClientSession, url: str, events: list[WarehouseEvent], kind: str) -> None:
+    async def _send(self, http: aiohttp.ClientSession, url: str, events: list[WarehouseEvent], kind: str, token: str) -> None:
         body = feed.json_document(events) if kind == "json" else feed.csv_payload(events)
         content_type = "application/json" if kind == "json" else "text/csv"
         status, answer = 0, None
         for attempt in range(5):
             try:
-                async with http.post(url, data=body, headers={"Content-Type": content_type, TOKEN_HEADER: self.token}) as r:
+                async with http.post(url, data=body, headers={"Content-Type": content_type, TOKEN_HEADER: token}) as r:
                     status, answer = r.status, await r.json(content_type=None)
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
                 status, answer = 0, str(exc)
@@ -331,7 +378,7 @@ class Simulation:
         if status != 200:
             log.warning("warehouse document %s answered %s: %s", first.document_id, status, answer)
 
-    async def _drive(self, http: aiohttp.ClientSession, url: str) -> None:
+    async def _drive(self, http: aiohttp.ClientSession, url: str, token: str) -> None:
         o = self.opts
         t0 = time.monotonic()
         last = 0.0
@@ -344,11 +391,11 @@ class Simulation:
             last = now
             n = min(int(due_orders) - self.counters["orders_attempted"], o.max_per_tick, o.max_orders - self.counters["orders_attempted"])
             for _ in range(max(n, 0)):
-                self._place()
+                await self._place()
             steps = 0
             while self._heap and self._heap[0][0] <= time.monotonic() and steps < o.max_per_tick:
                 _, _, key = heapq.heappop(self._heap)
-                await self._step(key, http, url)
+                await self._step(key, http, url, token)
                 steps += 1
             try:
                 await asyncio.wait_for(self.stop.wait(), timeout=o.tick_s)
@@ -361,10 +408,21 @@ class Simulation:
     def jd_final_versions(self) -> dict[str, str]:
         return {oid: version_id(jd.search_order(o)) for oid, o in self.sims["jd"].orders.items()}
 
-    def delivered(self, sink: RecordingSink) -> bool:
-        if any(self.sims[p].pending() for p in ("tmall", "douyin", "pdd")):  # type: ignore[attr-defined]
+    async def delivered(self, sink: RecordingSink, started_ms: int) -> bool:
+        for p in ("tmall", "douyin", "pdd"):
+            if await self.sims[p].pending():
+                return False
+        finals = set(self.jd_final_versions().values())
+        if finals <= sink.message_ids["jd"]:
+            return True
+        if not self.opts.remote:
             return False
-        return set(self.jd_final_versions().values()) <= sink.message_ids["jd"]
+        # The adapters run elsewhere: look for the final versions in raw.jd itself.
+        window_s = (_now_ms() - started_ms) / 1000 + 60
+        shop_ids = self.sims["jd"].shop_ids
+        written = await asyncio.to_thread(load_recent, self.settings, "jd", shop_ids, window_s)
+        sink.message_ids["jd"].update(d.message_id for d in written)
+        return finals <= sink.message_ids["jd"]
 
     def truth(self, sink: RecordingSink, settled: bool, started_ms: int) -> dict[str, Any]:
         per_sku: dict[str, dict[str, Any]] = {}
@@ -375,7 +433,7 @@ class Simulation:
 
         for platform, sim in self.sims.items():
             rows = []
-            for order in sim.orders.values():
+            for order in list(sim.orders.values()):
                 plan = self.plans.get((platform, order.order_id))
                 lines = []
                 for line in order.lines:
@@ -424,7 +482,7 @@ class Simulation:
             "settled": settled,
             "counters": dict(self.counters),
             "published": dict(sink.published),
-            "shops": {p: list(sim.shops) for p, sim in self.sims.items()},
+            "shops": {p: list(sim.shop_ids) for p, sim in self.sims.items()},
             "orders": orders_out,
             "events": {p: [asdict(e) for e in sim.events] for p, sim in self.sims.items()},
             "jd_final_versions": self.jd_final_versions(),
@@ -439,8 +497,13 @@ class Simulation:
         settings = self.settings
         await asyncio.to_thread(ensure_topics, settings, (*RAW_TOPICS.values(), RAW_WAREHOUSE, QUARANTINE, CONNECTOR_STATE))
         started_ms = _now_ms()
-        shops = self._build_sims()
+        if o.remote:
+            shops: dict[str, list[SimShop]] = {}
+            self._remote_sims()
+        else:
+            shops = self._build_sims()
         urls = {p: await sim.start() for p, sim in self.sims.items()}
+        await self._seed_stock()
         publisher = RawPublisher(settings)
         sink = RecordingSink(publisher)
 
@@ -451,21 +514,27 @@ class Simulation:
                 for s in shops[p]
             ]
 
-        adapters = {
-            "tmall": make_adapter("tmall", creds("tmall"), publisher, sink=sink, idle_wait_s=0.2),
-            "jd": make_adapter("jd", creds("jd"), publisher, sink=sink, overlap_s=5, lag_s=0.5, poll_interval_s=0.5,
-                               initial_lookback_s=120),
-            "douyin": make_adapter("douyin", creds("douyin"), publisher, sink=sink),
-            "pdd": make_adapter("pdd", creds("pdd"), publisher, sink=sink, heartbeat_s=5),
-        }
-        warehouse = make_feed_adapter("warehouse", publisher, tokens={WAREHOUSE_ID: self.token}, port=0)
+        adapters: dict[str, Any] = {}
+        if not o.remote:  # running simulators have their adapters running in front of them
+            adapters = {
+                "tmall": make_adapter("tmall", creds("tmall"), publisher, sink=sink, idle_wait_s=0.2),
+                "jd": make_adapter("jd", creds("jd"), publisher, sink=sink, overlap_s=5, lag_s=0.5, poll_interval_s=0.5,
+                                   initial_lookback_s=120),
+                "douyin": make_adapter("douyin", creds("douyin"), publisher, sink=sink),
+                "pdd": make_adapter("pdd", creds("pdd"), publisher, sink=sink, heartbeat_s=5),
+            }
+        warehouse = None
+        token = o.warehouse_token or self.token
+        if not o.warehouse_url:
+            warehouse = make_feed_adapter("warehouse", publisher, tokens={WAREHOUSE_ID: token}, port=0)
         stops = asyncio.Event()
         tasks: list[asyncio.Task] = []
         settled = False
         try:
-            self.sims["douyin"].set_callback(await adapters["douyin"].start())  # type: ignore[attr-defined]
-            wh_url = await warehouse.start()
-            tasks = [asyncio.create_task(adapters[p].run(stops)) for p in ("tmall", "jd", "pdd")]
+            if adapters:
+                self.sims["douyin"].sim.set_callback(await adapters["douyin"].start())
+                tasks = [asyncio.create_task(adapters[p].run(stops)) for p in ("tmall", "jd", "pdd")]
+            wh_url = await warehouse.start() if warehouse is not None else o.warehouse_url
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as http:
                 at = _now_ms()
                 initial = [
@@ -473,18 +542,19 @@ class Simulation:
                                    sku["merchant_code"], o.initial_stock, at)
                     for i, sku in enumerate(self.skus["tmall"])
                 ]
-                await self._send(http, wh_url, initial, "json")
-                await self._drive(http, wh_url)
+                await self._send(http, wh_url, initial, "json", token)
+                await self._drive(http, wh_url, token)
             deadline = time.monotonic() + o.settle_s
+            interval = 1.0 if o.remote else 0.25  # remote: each check asks the simulators and Kafka
             while not self.abort.is_set() and time.monotonic() < deadline:
                 for task in tasks:
                     if task.done():
                         task.result()  # an adapter died: say why
-                if self.delivered(sink):
+                if await self.delivered(sink, started_ms):
                     settled = True
                     break
                 try:
-                    await asyncio.wait_for(self.abort.wait(), timeout=0.25)
+                    await asyncio.wait_for(self.abort.wait(), timeout=interval)
                 except asyncio.TimeoutError:
                     pass
         finally:
@@ -494,11 +564,14 @@ class Simulation:
                     await asyncio.wait_for(task, timeout=5)
                 except (asyncio.TimeoutError, asyncio.CancelledError, Exception):
                     task.cancel()
-            await adapters["douyin"].stop()
-            await warehouse.stop()
+            if adapters:
+                await adapters["douyin"].stop()
+            if warehouse is not None:
+                await warehouse.stop()
             for adapter in adapters.values():
                 await adapter.close()
             for sim in self.sims.values():
+                await sim.refresh()
                 await sim.stop()
         truth = self.truth(sink, settled, started_ms)
         if o.truth_out is not None:

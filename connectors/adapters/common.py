@@ -18,6 +18,7 @@ retries, with `permanent=False`). Transient errors (HTTP 5xx, connection errors,
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -26,10 +27,14 @@ from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Mapping, O
 import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential_jitter
 
+from connectors import metrics
 from connectors.base import EMPTY_HEADERS, ParseOutcome, RawRecord, StockWrite, StockWriteResult
+from connectors.dedupe import DeliveryLog, Seen, load_recent, restore
 from connectors.publisher import RawPublisher
 from connectors.registry import get_connector
-from stockstream.settings import ShopCredentials
+from stockstream.settings import Settings, ShopCredentials
+
+log = logging.getLogger(__name__)
 
 Sink = Callable[[str, list[RawRecord]], Awaitable[None]]
 
@@ -221,9 +226,19 @@ class ShopBook:
 
 
 class AdapterBase:
-    """Counters, the HTTP session and the sink every adapter has."""
+    """Counters, metrics, the HTTP session, the sink and the delivery log every adapter has.
+
+    Dedupe (see `connectors.dedupe`): `restore_delivered()` (called when an adapter starts
+    running) fills `delivered` from the tail of raw.<platform>; adapters ask `delivered.state(id)`
+    for each delivery, write only NEW ones, fetch a follow-up snapshot unless COMPLETE, and mark
+    ids after the sink returned. Without Kafka settings (a bare sink) the log starts empty."""
 
     platform = ""
+    # Record kinds holding a snapshot fetched for a delivery (Tmall fullinfo, Douyin detail, ...).
+    followup_kinds: tuple[str, ...] = ()
+    # Platform error codes that mean "your signature" / "your timestamp" was refused.
+    signature_codes: frozenset[str] = frozenset()
+    timestamp_codes: frozenset[str] = frozenset()
 
     def __init__(
         self,
@@ -233,6 +248,9 @@ class AdapterBase:
         sink: Optional[Sink] = None,
         http: Optional[aiohttp.ClientSession] = None,
         request_timeout_s: float = 10.0,
+        settings: Optional[Settings] = None,
+        dedupe_window_s: Optional[float] = None,
+        dedupe_max_ids: Optional[int] = None,
     ) -> None:
         self.book = ShopBook(self.platform, shops)
         if sink is None:
@@ -240,6 +258,13 @@ class AdapterBase:
                 raise ValueError("an adapter needs a publisher or a sink")
             sink = KafkaSink(publisher)
         self.sink: Sink = sink
+        self.settings = settings or (publisher.settings if publisher is not None else None)
+        if dedupe_window_s is None:
+            dedupe_window_s = self.settings.adapter_dedupe_window_s if self.settings is not None else 3600.0
+        if dedupe_max_ids is None:
+            dedupe_max_ids = self.settings.adapter_dedupe_max_ids if self.settings is not None else 500_000
+        self.delivered = DeliveryLog(dedupe_window_s, dedupe_max_ids)
+        self._restored = False
         self._http = http
         self._own_http = http is None
         self.request_timeout_s = request_timeout_s
@@ -257,7 +282,73 @@ class AdapterBase:
 
     @property
     def bad_signatures(self) -> int:
-        return self.counters["bad_signature"]
+        return self.counters[metrics.BAD_SIGNATURE]
+
+    # ---------------------------------------------------------------- counting
+
+    def reject(self, reason: str) -> None:
+        """Count input refused on an inbound channel (`connectors.metrics.REASONS`)."""
+        self.counters[reason] += 1
+        metrics.rejected(self.platform, reason)
+
+    def note_api_error(self, error: "ApiError") -> "ApiError":
+        """Count a platform's refusal of our signature or timestamp; returns the error to raise."""
+        codes = {error.code, f"{error.code}/{error.sub_code}"}  # some platforms say it in sub_code
+        if codes & self.signature_codes:
+            self.reject(metrics.BAD_SIGNATURE)
+        elif codes & self.timestamp_codes:
+            self.reject(metrics.STALE_TIMESTAMP)
+        return error
+
+    def stock_results(self, results: Sequence[StockWriteResult]) -> Sequence[StockWriteResult]:
+        """Count stock-write outcomes; returns `results`."""
+        for r in results:
+            if r.ok:
+                outcome = "written"
+            elif isinstance(r, Throttled):
+                outcome = "throttled"
+            elif isinstance(r, Failed) and not r.permanent:
+                outcome = "failed_transient"
+            else:
+                outcome = "failed"
+            metrics.stock_write(self.platform, outcome)
+        return results
+
+    # ---------------------------------------------------------------- dedupe
+
+    async def restore_delivered(self, attempts: int = 3) -> int:
+        """Read back the message ids of the last `window_s` from raw.<platform> (once per
+        adapter). Failing that, start with an empty log: duplicates are harmless downstream,
+        and a platform waiting for acknowledgements is not."""
+        if self._restored or self.settings is None:
+            self._restored = True
+            return 0
+        shops = [s.shop_id for s in self.book.shops]
+        for attempt in range(attempts):
+            try:
+                recent = await asyncio.to_thread(
+                    load_recent, self.settings, self.platform, shops, self.delivered.window_s, self.followup_kinds
+                )
+            except Exception as exc:
+                log.warning("%s: recent message ids could not be read (attempt %d): %s", self.platform, attempt + 1, exc)
+                await asyncio.sleep(0.5 * 2**attempt)
+                continue
+            self._restored = True
+            n = restore(self.delivered, recent)
+            self.counters["restored_ids"] = n
+            return n
+        self._restored = True
+        return 0
+
+    def seen(self, message_id: Optional[str]) -> Seen:
+        return self.delivered.state(message_id)
+
+    def count_deliveries(self, written: int, duplicates: int) -> None:
+        self.counters["duplicates"] += duplicates
+        metrics.written(self.platform, written)
+        metrics.duplicate(self.platform, duplicates)
+
+    # ---------------------------------------------------------------- I/O
 
     @property
     def http(self) -> aiohttp.ClientSession:

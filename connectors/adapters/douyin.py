@@ -4,7 +4,8 @@ A push is answered `{"code":0,"msg":"success"}` only after: the `event-sign` hea
 the raw body (else 401, counted in `bad_signatures`; nothing published), each message published
 as a `push` raw record (key = order id `p_id`, `message-id` = msg_id, shop from `data.shop_id`),
 the order's `order.orderDetail` fetched and published as a `detail` record. Anything failing on
-the way answers an error, so Douyin pushes again (duplicates are deduped downstream by msg_id).
+the way answers an error, so Douyin pushes again; a pushed msg_id already in raw.douyin is not
+written again (`connectors.dedupe`), only its detail fetched if that did not make it.
 
 One receiver serves every configured shop: pushes name their shop, and `app-id` picks the
 secret. `ShopCredentials.api_base_url` is the API origin (`https://openapi-fxg.jinritemai.com`);
@@ -20,7 +21,7 @@ from typing import Any, AsyncIterator, Iterable, Optional, Sequence
 import aiohttp
 from aiohttp import web
 
-from connectors import base, douyin
+from connectors import base, douyin, metrics
 from connectors.adapters.common import (
     AdapterBase,
     ApiError,
@@ -39,6 +40,7 @@ from connectors.adapters.common import (
     written,
 )
 from connectors.base import RawRecord, StockWrite, StockWriteResult
+from connectors.dedupe import Seen
 from connectors.publisher import RawPublisher
 from stockstream.settings import ShopCredentials
 
@@ -66,6 +68,10 @@ def classify_response(doc: Any) -> Optional[ApiError]:
 
 class DouyinAdapter(AdapterBase):
     platform = douyin.PLATFORM
+    followup_kinds = (douyin.KIND_DETAIL,)
+    # Unconfirmed codes (as the simulator): 30001 with sub_code isv.sign-invalid, 31001 timestamp.
+    signature_codes = frozenset({"30001/isv.sign-invalid"})
+    timestamp_codes = frozenset({"31001"})
 
     def __init__(
         self,
@@ -81,8 +87,10 @@ class DouyinAdapter(AdapterBase):
         fetch_detail: bool = True,
         detail_throttle_waits: int = 3,
         request_timeout_s: float = 10.0,
+        **options: Any,
     ) -> None:
-        super().__init__(shops, publisher, sink=sink, http=http, request_timeout_s=request_timeout_s)
+        """`options`: `AdapterBase` settings, dedupe_window_s, dedupe_max_ids."""
+        super().__init__(shops, publisher, sink=sink, http=http, request_timeout_s=request_timeout_s, **options)
         self.host, self.port, self.path = host, port, path
         self.sign_method = sign_method
         self.fetch_detail = fetch_detail
@@ -94,9 +102,12 @@ class DouyinAdapter(AdapterBase):
     # ---------------------------------------------------------------- receiver
 
     async def start(self) -> str:
-        """Listen for pushes; returns the callback URL to register with Douyin."""
+        """Listen for pushes (and serve `/metrics`); returns the callback URL to register with
+        Douyin. Recently written msg_ids are read back first, so early redeliveries are known."""
+        await self.restore_delivered()
         app = web.Application(client_max_size=8 * 1024 * 1024)
         app.router.add_post(self.path, self._receive)
+        app.router.add_get("/metrics", _metrics)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
@@ -141,14 +152,14 @@ class DouyinAdapter(AdapterBase):
         app_id = request.headers.get("app-id", "")
         app_secret = self.book.secret_of_app(app_id) if app_id else None
         if app_secret is None or not douyin.verify_event_sign(app_id, raw, app_secret, request.headers.get("event-sign")):
-            self.counters["bad_signature"] += 1
+            self.reject(metrics.BAD_SIGNATURE)
             log.warning("douyin push with a bad event-sign (app-id %r) rejected", app_id)
             return web.json_response({"code": 40001, "msg": "invalid event-sign"}, status=401)
         try:
             doc = base.loads_json(raw.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError):
             # Signed by Douyin but unreadable: it can neither be stored nor would a retry help.
-            self.counters["unreadable_push"] += 1
+            self.reject(metrics.MALFORMED)
             log.error("douyin push body is not JSON; acknowledged and dropped (%d bytes)", len(raw))
             return web.json_response(douyin.PUSH_ACK)
         messages = doc if isinstance(doc, list) else [doc]
@@ -168,11 +179,17 @@ class DouyinAdapter(AdapterBase):
         received = now_ms()
         records: list[RawRecord] = []
         orders: dict[tuple[str, str], ShopCredentials] = {}
+        ids: list[str] = []
+        duplicates = 0
         for m in messages:
             if not isinstance(m, dict):
-                self.counters["malformed_message"] += 1
+                self.reject(metrics.MALFORMED)
                 continue
             msg_id = str(m.get("msg_id") or "")
+            seen = self.seen(msg_id)
+            if msg_id and msg_id in ids:  # the same message twice in one push
+                seen = Seen.COMPLETE
+            ids.append(msg_id)
             try:
                 data = base.nested_json(m.get("data"), "data")
             except base.RejectError:
@@ -183,15 +200,19 @@ class DouyinAdapter(AdapterBase):
                 self.counters["unknown_shop"] += 1
             shop_id = shop.shop_id if shop is not None else str(data.get("shop_id") or "")
             key = str(p_id) if p_id not in (None, "") else f"push-{msg_id}"
-            records.append(
-                base.raw_record(
-                    platform=self.platform, shop=shop_id, kind=douyin.KIND_PUSH, key=key,
-                    payload=base.dumps_bytes(m), received_at_ms=received, message_id=msg_id or None,
+            if seen == Seen.NEW:
+                records.append(
+                    base.raw_record(
+                        platform=self.platform, shop=shop_id, kind=douyin.KIND_PUSH, key=key,
+                        payload=base.dumps_bytes(m), received_at_ms=received, message_id=msg_id or None,
+                    )
                 )
-            )
-            if self.fetch_detail and shop is not None and p_id not in (None, ""):
+            else:
+                duplicates += 1
+            if self.fetch_detail and shop is not None and p_id not in (None, "") and seen != Seen.COMPLETE:
                 orders[(shop.shop_id, str(p_id))] = shop
         await sink(self.platform, records)
+        self.delivered.mark(ids, Seen.WRITTEN)
         self.counters["published"] += len(records)
         details = []
         for (shop_id, order_id), shop in orders.items():
@@ -204,6 +225,8 @@ class DouyinAdapter(AdapterBase):
                     )
                 )
         await self.publish(details, sink)
+        self.delivered.mark(ids, Seen.COMPLETE)
+        self.count_deliveries(len(records), duplicates)
 
     async def _detail(self, shop: ShopCredentials, order_id: str) -> Optional[dict[str, Any]]:
         try:
@@ -242,7 +265,7 @@ class DouyinAdapter(AdapterBase):
             raise TransientApiError("bad_json", "API answered with something that is not JSON") from None
         error = classify_response(doc)
         if error is not None:
-            raise error
+            raise self.note_api_error(error)
         return doc
 
     async def write_stock(self, shop: ShopCredentials, writes: Sequence[StockWrite]) -> Sequence[StockWriteResult]:
@@ -259,7 +282,7 @@ class DouyinAdapter(AdapterBase):
                 continue
             results.append(written(w))
             self.counters["stock_writes"] += 1
-        return results
+        return self.stock_results(results)
 
     async def read_stock(self, shop: ShopCredentials, sku_ids: Sequence[str]) -> dict[str, int]:
         out = {}
@@ -267,3 +290,7 @@ class DouyinAdapter(AdapterBase):
             doc = await with_throttle_waits(lambda sku=sku: self.call(shop, "sku.detail", {"sku_id": sku}))
             out[sku] = int((doc.get("data") or {}).get("stock_num", 0))
         return out
+
+
+async def _metrics(_request: web.Request) -> web.Response:
+    return web.Response(body=metrics.exposition(), content_type="text/plain", charset="utf-8")

@@ -5,7 +5,8 @@ Polling, per shop: the window is [cursor - overlap, now - lag], cut into pieces 
 the total compared with the first answer and the piece searched again if it changed, because
 orders modified meanwhile leave the window and shift the pages), published as one `order` raw
 record per order (key = orderId, message-id = `orderId:modified:orderState`, which names an
-order version), and only then is the cursor moved to the piece's end, in the compacted
+order version; versions already in raw.jd, re-read in the overlap or after a restart, are not
+written again: `connectors.dedupe`), and only then is the cursor moved to the piece's end, in the compacted
 `connector-state` topic (key `jd/<shop_id>`). On start the cursors are read back from there.
 
 So a restart re-reads at most `overlap_s` + one piece (never skips, never floods from the
@@ -47,6 +48,7 @@ from connectors.adapters.common import (
 )
 from connectors.adapters.state import CursorStore, KafkaCursorStore, MemoryCursorStore
 from connectors.base import RawRecord, StockWrite, StockWriteResult
+from connectors.dedupe import Seen
 from connectors.publisher import RawPublisher
 from stockstream.settings import Settings, ShopCredentials
 
@@ -76,6 +78,9 @@ def version_id(order: dict[str, Any]) -> str:
 
 class JdAdapter(AdapterBase):
     platform = jd.PLATFORM
+    # Unconfirmed codes (as the simulator): 14 invalid sign, 8 invalid timestamp.
+    signature_codes = frozenset({"14"})
+    timestamp_codes = frozenset({"8"})
 
     def __init__(
         self,
@@ -94,10 +99,14 @@ class JdAdapter(AdapterBase):
         poll_interval_s: float = 5.0,
         order_states: str = ALL_STATES,
         request_timeout_s: float = 10.0,
+        **options: Any,
     ) -> None:
-        super().__init__(shops, publisher, sink=sink, http=http, request_timeout_s=request_timeout_s)
+        """`options`: `AdapterBase` dedupe_window_s, dedupe_max_ids."""
+        super().__init__(
+            shops, publisher, sink=sink, http=http, request_timeout_s=request_timeout_s, settings=settings, **options
+        )
         if cursor_store is None:
-            settings = settings or (publisher.settings if publisher is not None else None)
+            settings = self.settings
             cursor_store = KafkaCursorStore(settings) if settings is not None else MemoryCursorStore()
         self.store = cursor_store
         self.overlap_ms = int(overlap_s * 1000)
@@ -134,7 +143,7 @@ class JdAdapter(AdapterBase):
         if not isinstance(doc, dict):
             raise TransientApiError("bad_json", "gateway answered with a non-object")
         if "error_response" in doc:
-            raise classify_error(doc["error_response"])
+            raise self.note_api_error(classify_error(doc["error_response"]))
         return doc
 
     # ---------------------------------------------------------------- search
@@ -177,9 +186,15 @@ class JdAdapter(AdapterBase):
         return list(collected.values())
 
     def _records(self, shop: ShopCredentials, orders: list[dict[str, Any]]) -> list[RawRecord]:
+        """Records of the order versions not written yet (the overlap of windows, and a restart,
+        read versions again: they are counted as duplicates, not written)."""
         received = now_ms()
         records = []
+        duplicates = 0
         for o in orders:
+            if self.seen(version_id(o)) != Seen.NEW:
+                duplicates += 1
+                continue
             order_id = o.get("orderId")
             records.append(
                 base.raw_record(
@@ -188,7 +203,13 @@ class JdAdapter(AdapterBase):
                     payload=base.dumps_bytes(o), received_at_ms=received, message_id=version_id(o),
                 )
             )
+        self.count_deliveries(0, duplicates)
         return records
+
+    async def _publish_versions(self, records: list[RawRecord], sink: Optional[Sink] = None) -> None:
+        await self.publish(records, sink)
+        self.delivered.mark((r.headers.get(base.RawHeader.MESSAGE_ID) for r in records), Seen.COMPLETE)
+        self.count_deliveries(len(records), 0)
 
     # ---------------------------------------------------------------- cursor
 
@@ -207,6 +228,7 @@ class JdAdapter(AdapterBase):
         durably after each published piece; returns the number of records published."""
         if not self._loaded:
             await self.load_cursors()
+        await self.restore_delivered()  # once
         key = self.cursor_key(shop)
         until = (now_ms() - self.lag_ms) // 1000 * 1000
         cursor = self.cursors.get(key)
@@ -216,7 +238,7 @@ class JdAdapter(AdapterBase):
         while since < until:
             end = min(since + self.max_window_ms, until)
             records = self._records(shop, await self.search_window(shop, since, end))
-            await self.publish(records)
+            await self._publish_versions(records)
             await asyncio.to_thread(self.store.save, key, {"cursor_ms": end, "saved_at_ms": now_ms()})
             self.cursors[key] = end
             published += len(records)
@@ -224,6 +246,7 @@ class JdAdapter(AdapterBase):
         return published
 
     async def run(self, stop: Optional[asyncio.Event] = None) -> None:
+        await self.restore_delivered()
         failures = 0
         while not self._loaded:  # never poll without the stored cursors: that would flood
             try:
@@ -257,7 +280,7 @@ class JdAdapter(AdapterBase):
         """`Connector.poll` for an explicit window; does not touch the cursor."""
 
         async def work(sink: Sink) -> None:
-            await self.publish(self._records(shop, await self.search_window(shop, since_ms, until_ms)), sink)
+            await self._publish_versions(self._records(shop, await self.search_window(shop, since_ms, until_ms)), sink)
 
         return records_from(work)
 
@@ -276,7 +299,7 @@ class JdAdapter(AdapterBase):
                 continue
             results.append(written(w))
             self.counters["stock_writes"] += 1
-        return results
+        return self.stock_results(results)
 
     async def read_stock(self, shop: ShopCredentials, sku_ids: Sequence[str]) -> dict[str, int]:
         out = {}

@@ -7,7 +7,8 @@ and the backoff starts over after a connection was made), send `HeartBeat` frame
 published as a `frame` raw record (key = order_sn from `content.tid`, `message-id` = frame id,
 shop from `message.mallID`), then the order is fetched with `pdd.order.information.get` and
 published as an `order` record, and only then is the frame acknowledged with an `Ack`. Frames not
-acknowledged (crash, cut connection) come back from PDD.
+acknowledged (crash, cut connection) come back from PDD; a frame id already in raw.pdd is acked
+without a second write (`connectors.dedupe`), its order fetched again only if that did not make it.
 
 `ShopCredentials.api_base_url` is the gateway origin (`https://gw-api.pinduoduo.com`; `/api/router`
 is appended); the WebSocket origin is `ws_base_url`, by default the same host with ws:// / wss://.
@@ -23,7 +24,7 @@ from typing import Any, AsyncIterator, Iterable, Optional, Sequence
 import aiohttp
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential_jitter
 
-from connectors import base, pdd
+from connectors import base, metrics, pdd
 from connectors.adapters.common import (
     AdapterBase,
     ApiError,
@@ -43,6 +44,7 @@ from connectors.adapters.common import (
     written,
 )
 from connectors.base import RawRecord, StockWrite, StockWriteResult
+from connectors.dedupe import Seen
 from connectors.publisher import RawPublisher
 from stockstream.settings import ShopCredentials
 
@@ -78,6 +80,10 @@ def ws_origin(api_base_url: str) -> str:
 
 class PddAdapter(AdapterBase):
     platform = pdd.PLATFORM
+    followup_kinds = (pdd.KIND_ORDER,)
+    # Unconfirmed codes (as the simulator): 10016 bad signature, 10017 bad / expired timestamp.
+    signature_codes = frozenset({"10016"})
+    timestamp_codes = frozenset({"10017"})
 
     def __init__(
         self,
@@ -91,8 +97,10 @@ class PddAdapter(AdapterBase):
         reconnect_max_s: float = 30.0,
         fetch_order: bool = True,
         request_timeout_s: float = 10.0,
+        **options: Any,
     ) -> None:
-        super().__init__(shops, publisher, sink=sink, http=http, request_timeout_s=request_timeout_s)
+        """`options`: `AdapterBase` settings, dedupe_window_s, dedupe_max_ids."""
+        super().__init__(shops, publisher, sink=sink, http=http, request_timeout_s=request_timeout_s, **options)
         self.ws_base_url = ws_base_url
         self.heartbeat_s = heartbeat_s
         self.reconnect_max_s = reconnect_max_s
@@ -103,6 +111,7 @@ class PddAdapter(AdapterBase):
 
     async def run(self, stop: Optional[asyncio.Event] = None, sink: Optional[Sink] = None) -> None:
         """Hold one connection per app until `stop` is set or the task is cancelled."""
+        await self.restore_delivered()
         await asyncio.gather(*(self._run_app(shops[0], stop, sink) for shops in self.book.apps().values()))
 
     def push(self, shop: Optional[ShopCredentials] = None) -> AsyncIterator[RawRecord]:
@@ -111,6 +120,7 @@ class PddAdapter(AdapterBase):
         apps = [shops[0] for shops in self.book.apps().values() if shop is None or shops[0].app_key == shop.app_key]
 
         async def work(sink: Sink) -> None:
+            await self.restore_delivered()
             await asyncio.gather(*(self._run_app(app, None, sink) for app in apps))
 
         return records_from(work)
@@ -146,6 +156,10 @@ class PddAdapter(AdapterBase):
                 except aiohttp.WSServerHandshakeError as exc:
                     if exc.status == 401:
                         self.counters["auth_failed"] += 1
+                        # The refusal's body (PDD's error shape) is not exposed by the WebSocket
+                        # client, so a skewed clock shows here as a signature refusal too; the
+                        # gateway calls (order fetch, stock writes) tell the two apart.
+                        self.reject(metrics.BAD_SIGNATURE)
                         log.error("pdd refused the WebSocket signature of %s", app.app_key)
                     raise
                 self.counters["connects"] += 1
@@ -169,7 +183,7 @@ class PddAdapter(AdapterBase):
                 try:
                     frame = json.loads(msg.data)
                 except ValueError:
-                    self.counters["unreadable_frame"] += 1
+                    self.reject(metrics.MALFORMED)
                     continue
                 if not isinstance(frame, dict):
                     continue
@@ -200,14 +214,18 @@ class PddAdapter(AdapterBase):
             self.counters["unknown_shop"] += 1
         shop_id = shop.shop_id if shop is not None else str(mall or "")
         key = str(order_sn) if order_sn not in (None, "") else f"frame-{frame.get('id')}"
-        record = base.raw_record(
-            platform=self.platform, shop=shop_id, kind=pdd.KIND_FRAME, key=key,
-            payload=base.dumps_bytes(frame), received_at_ms=now_ms(), message_id=str(frame.get("id")),
-        )
-        await (sink or self.sink)(self.platform, [record])
-        self.counters["published"] += 1
+        frame_id = str(frame.get("id"))
+        seen = self.seen(frame_id)
+        if seen == Seen.NEW:
+            record = base.raw_record(
+                platform=self.platform, shop=shop_id, kind=pdd.KIND_FRAME, key=key,
+                payload=base.dumps_bytes(frame), received_at_ms=now_ms(), message_id=frame_id,
+            )
+            await (sink or self.sink)(self.platform, [record])
+            self.delivered.mark([frame_id], Seen.WRITTEN)
+            self.counters["published"] += 1
         details: list[RawRecord] = []
-        if self.fetch_order and shop is not None and order_sn not in (None, ""):
+        if self.fetch_order and shop is not None and order_sn not in (None, "") and seen != Seen.COMPLETE:
             doc = await self._order(shop, str(order_sn))
             if doc is not None:
                 details.append(
@@ -217,6 +235,8 @@ class PddAdapter(AdapterBase):
                     )
                 )
         await self.publish(details, sink)
+        self.delivered.mark([frame_id], Seen.COMPLETE)
+        self.count_deliveries(int(seen == Seen.NEW), int(seen != Seen.NEW))
 
     async def _order(self, shop: ShopCredentials, order_sn: str) -> Optional[dict[str, Any]]:
         try:
@@ -252,7 +272,7 @@ class PddAdapter(AdapterBase):
         if not isinstance(doc, dict):
             raise TransientApiError("bad_json", "gateway answered with a non-object")
         if "error_response" in doc:
-            raise classify_error(doc["error_response"])
+            raise self.note_api_error(classify_error(doc["error_response"]))
         return doc
 
     async def write_stock(self, shop: ShopCredentials, writes: Sequence[StockWrite]) -> Sequence[StockWriteResult]:
@@ -273,7 +293,7 @@ class PddAdapter(AdapterBase):
                 continue
             results.append(written(w))
             self.counters["stock_writes"] += 1
-        return results
+        return self.stock_results(results)
 
     async def read_stock(self, shop: ShopCredentials, goods_id: str) -> dict[str, int]:
         doc = await with_throttle_waits(lambda: self.call(shop, "pdd.goods.detail.get", {"goods_id": goods_id}))

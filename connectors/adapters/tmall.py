@@ -5,7 +5,9 @@ Ingest, per app key (TMC queues are per app; one app may serve several shops): `
 from the message's user_id) -> for messages without line fields (no sku / num, or no oid) a
 `taobao.trade.fullinfo.get` snapshot of the trade (`fullinfo` record, once per trade per batch)
 -> publish -> only then `confirm` the ids. A crash anywhere before the confirm leaves the
-messages unconfirmed and TMC redelivers them; duplicates are expected downstream (message-id).
+messages unconfirmed and TMC redelivers them; a redelivered message already in raw.tmall is
+confirmed without a second write (`connectors.dedupe`), its fullinfo fetched again only if the
+snapshot did not make it to Kafka.
 
 `ShopCredentials.api_base_url` is the gateway origin (`https://eco.taobao.com` in production,
 a simulator's URL in tests); `/router/rest` is appended.
@@ -20,7 +22,7 @@ from typing import Any, AsyncIterator, Iterable, Optional, Sequence
 
 import aiohttp
 
-from connectors import base, tmall
+from connectors import base, metrics, tmall
 from connectors.adapters.common import (
     AdapterBase,
     ApiError,
@@ -41,6 +43,7 @@ from connectors.adapters.common import (
     written,
 )
 from connectors.base import RawRecord, StockWrite, StockWriteResult
+from connectors.dedupe import Seen
 from connectors.publisher import RawPublisher
 from stockstream.settings import ShopCredentials
 
@@ -74,6 +77,9 @@ def _lacks_line_fields(content: dict[str, Any]) -> bool:
 
 class TmallAdapter(AdapterBase):
     platform = tmall.PLATFORM
+    followup_kinds = (tmall.KIND_FULLINFO,)
+    signature_codes = frozenset({"25"})  # TOP: invalid signature
+    timestamp_codes = frozenset({"31"})  # TOP: invalid timestamp (10 minutes tolerance)
 
     def __init__(
         self,
@@ -87,8 +93,10 @@ class TmallAdapter(AdapterBase):
         idle_wait_s: float = 1.0,
         fetch_fullinfo: bool = True,
         request_timeout_s: float = 10.0,
+        **options: Any,
     ) -> None:
-        super().__init__(shops, publisher, sink=sink, http=http, request_timeout_s=request_timeout_s)
+        """`options`: `AdapterBase` settings, dedupe_window_s, dedupe_max_ids."""
+        super().__init__(shops, publisher, sink=sink, http=http, request_timeout_s=request_timeout_s, **options)
         if not 10 <= batch_size <= 200:
             raise ValueError("TMC consumes 10..200 messages per call")
         self.sign_method = sign_method
@@ -123,7 +131,7 @@ class TmallAdapter(AdapterBase):
         if not isinstance(doc, dict):
             raise TransientApiError("bad_json", "gateway answered with a non-object")
         if "error_response" in doc:
-            raise classify_error(doc["error_response"])
+            raise self.note_api_error(classify_error(doc["error_response"]))
         return doc
 
     # ---------------------------------------------------------------- TMC
@@ -142,13 +150,18 @@ class TmallAdapter(AdapterBase):
         received = now_ms()
         records: list[RawRecord] = []
         ids: list[str] = []
+        new_ids: set[str] = set()
+        duplicates = 0
         to_fetch: dict[tuple[str, str], ShopCredentials] = {}
         for message in messages:
             if not isinstance(message, dict) or message.get("id") in (None, ""):
-                self.counters["malformed_message"] += 1
+                self.reject(metrics.MALFORMED)  # no id: it cannot even be confirmed
                 continue
             message_id = str(message["id"])
             ids.append(message_id)
+            seen = self.seen(message_id)
+            if seen != Seen.NEW or message_id in new_ids:
+                duplicates += 1
             content = _content(message)
             tid = content.get("tid") if content.get("tid") not in (None, "") else content.get("tid_str")
             shop = self.book.get(message.get("user_id"))
@@ -156,15 +169,18 @@ class TmallAdapter(AdapterBase):
                 self.counters["unknown_shop"] += 1
             shop_id = shop.shop_id if shop is not None else str(message.get("user_id") or "")
             key = str(tid) if tid not in (None, "") else f"tmc-{message_id}"
-            records.append(
-                base.raw_record(
-                    platform=self.platform, shop=shop_id, kind=tmall.KIND_TMC, key=key,
-                    payload=base.dumps_bytes(message), received_at_ms=received, message_id=message_id,
+            if seen == Seen.NEW and message_id not in new_ids:
+                new_ids.add(message_id)
+                records.append(
+                    base.raw_record(
+                        platform=self.platform, shop=shop_id, kind=tmall.KIND_TMC, key=key,
+                        payload=base.dumps_bytes(message), received_at_ms=received, message_id=message_id,
+                    )
                 )
-            )
             topic = message.get("topic")
             meaningful = tmall.TOPICS.get(topic) is not None if isinstance(topic, str) else False
-            if self.fetch_fullinfo and shop is not None and tid not in (None, "") and meaningful and _lacks_line_fields(content):
+            needs_snapshot = self.fetch_fullinfo and shop is not None and tid not in (None, "") and meaningful
+            if needs_snapshot and seen != Seen.COMPLETE and _lacks_line_fields(content):
                 to_fetch[(shop.shop_id, str(tid))] = shop
         for (shop_id, tid), shop in to_fetch.items():
             snapshot = await self._fullinfo(shop, tid)
@@ -176,6 +192,8 @@ class TmallAdapter(AdapterBase):
                     )
                 )
         await self.publish(records, sink)
+        self.delivered.mark(ids, Seen.COMPLETE)  # the broker has every record and snapshot
+        self.count_deliveries(len(new_ids), duplicates)
         unique_ids = list(dict.fromkeys(ids))
         await with_throttle_waits(
             lambda: self.call(app, "taobao.tmc.messages.confirm", {"s_message_ids": ",".join(unique_ids)}, with_session=False)
@@ -195,6 +213,7 @@ class TmallAdapter(AdapterBase):
 
     async def run(self, stop: Optional[asyncio.Event] = None) -> None:
         """Consume every app's TMC queue until `stop` is set (or the task is cancelled)."""
+        await self.restore_delivered()
         await asyncio.gather(*(self._run_app(shops, stop) for shops in self.book.apps().values()))
 
     async def _run_app(self, shops: list[ShopCredentials], stop: Optional[asyncio.Event]) -> None:
@@ -255,7 +274,7 @@ class TmallAdapter(AdapterBase):
                     for i, w in chunk:
                         results[i] = written(w)
         self.counters["stock_writes"] += sum(1 for r in results.values() if r.ok)
-        return [results[i] for i in range(len(writes))]
+        return self.stock_results([results[i] for i in range(len(writes))])
 
     async def _write_one(self, shop: ShopCredentials, w: StockWrite) -> StockWriteResult:
         params: dict[str, Any] = {"num_iid": w.listing_id, "quantity": w.quantity, "type": 1}

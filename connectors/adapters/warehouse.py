@@ -64,7 +64,7 @@ from confluent_kafka import KafkaException, Producer
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from connectors import base
+from connectors import base, metrics
 from connectors import warehouse as feed
 from connectors.base import RawHeader, RawRecord, Rejected
 from connectors.publisher import RawPublisher
@@ -317,6 +317,7 @@ class WarehouseAdapter:
         """Listen; returns the endpoint URL."""
         app = web.Application(client_max_size=base.MAX_PAYLOAD_BYTES + 64 * 1024)
         app.router.add_post(self.config.path, self._receive)
+        app.router.add_get("/metrics", _metrics)
         self._runner = web.AppRunner(app, shutdown_timeout=0.5, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.port)
@@ -346,12 +347,14 @@ class WarehouseAdapter:
         warehouse_id = self.authenticate(request.headers.get(TOKEN_HEADER))
         if warehouse_id is None:
             self.counters["unauthorized"] += 1
+            metrics.rejected(self.platform, metrics.BAD_TOKEN)
             return web.json_response({"error": "unauthorized", "reason": f"missing or unknown {TOKEN_HEADER}"}, status=401)
         try:
             data = await request.read()
         except web.HTTPRequestEntityTooLarge:
             # Not read, so it cannot be kept; the sender still has it.
             self.counters["too_large"] += 1
+            metrics.rejected(self.platform, metrics.TOO_LARGE)
             return web.json_response({"error": base.TOO_LARGE, "reason": "body too large"}, status=413)
         received = base_now_ms()
         content_type = request.content_type.lower()
@@ -385,6 +388,7 @@ class WarehouseAdapter:
             log.warning("warehouse document from %s not stored: %s", warehouse_id, exc)
             return web.json_response({"error": "unavailable", "reason": "not stored; send again"}, status=503)
         self.counters["documents_accepted"] += len(records)
+        metrics.written(self.platform, len(records))
         return web.json_response({"ok": True, "documents": [r.key for r in records], "events": len(outcome)})
 
     @staticmethod
@@ -408,6 +412,7 @@ class WarehouseAdapter:
             log.warning("invalid warehouse payload could not be quarantined: %s", exc)
             return web.json_response({"error": "unavailable", "reason": "not stored; send again"}, status=503)
         self.counters["rejected"] += 1
+        metrics.rejected(self.platform, metrics.MALFORMED)
         status = 415 if rejected.reason_code == UNSUPPORTED_MEDIA else 400
         return web.json_response({"error": rejected.reason_code, "reason": rejected.reason}, status=status)
 
@@ -545,3 +550,7 @@ def _document_id_of(data: bytes) -> Optional[str]:
         return None
     ids = {(r.values.get("document_id") or "").strip() for r in rows} - {""}
     return next(iter(ids)) if len(ids) == 1 else None
+
+
+async def _metrics(_request: web.Request) -> web.Response:
+    return web.Response(body=metrics.exposition(), content_type="text/plain", charset="utf-8")

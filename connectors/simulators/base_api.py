@@ -585,6 +585,9 @@ def order_json(order: SimOrder) -> dict[str, Any]:
         "shop_id": order.shop_id,
         "status": order.status.name,
         "modified_ms": order.modified_ms,
+        "created_ms": order.created_ms,
+        "paid_ms": order.paid_ms,
+        "shipped_ms": order.shipped_ms,
         "lines": [
             {
                 "line_id": line.line_id,
@@ -593,6 +596,8 @@ def order_json(order: SimOrder) -> dict[str, Any]:
                 "merchant_code": line.merchant_code,
                 "quantity": line.quantity,
                 "status": order.line_status(line).name,
+                "shipped": order.line_shipped(line),
+                "shipped_ms": order.line_shipped_ms(line),
             }
             for line in order.lines
         ],

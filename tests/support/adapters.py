@@ -4,8 +4,13 @@ credentials for a simulator, order traffic, reading raw topics back, PII checks.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import signal
+import subprocess
+import sys
 import time
+import urllib.request
 import uuid
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Optional, Sequence
@@ -197,3 +202,104 @@ async def cancel(task: asyncio.Task) -> None:
         await task
     except (asyncio.CancelledError, Exception):
         pass
+
+
+# --------------------------------------------------------------------------------------------
+# Adapters as real processes (kill -9 tests) and simulators with a gate in their HTTP path
+
+
+class AdapterProcess:
+    """`python -m stockstream adapter run --platform P` with these shops, killable with SIGKILL."""
+
+    def __init__(self, settings: Settings, platform: str, shops: Sequence[ShopCredentials], log_path: Any,
+                 metrics_port: int, adapter_port: int = 0, options: Sequence[str] = ()) -> None:
+        self.settings = settings.model_copy(
+            update={"shops": list(shops), "adapter_metrics_port": metrics_port, "adapter_port": adapter_port or settings.adapter_port}
+        )
+        self.platform = platform
+        self.log_path = log_path
+        self.options = list(options)
+        self.process: Optional[subprocess.Popen] = None
+
+    def start(self) -> "AdapterProcess":
+        env = {**os.environ, **self.settings.to_env(), "PYTHONUNBUFFERED": "1", "STOCKSTREAM_LOG_LEVEL": "info"}
+        args = [sys.executable, "-m", "stockstream", "adapter", "run", "--platform", self.platform]
+        for option in self.options:
+            args += ["--option", option]
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            start_new_session=True)
+        return self
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log_tail(self) -> str:
+        try:
+            return open(self.log_path, encoding="utf-8", errors="replace").read()[-3000:]
+        except OSError:
+            return ""
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """(sample name, sorted labels) -> value, scraped from the process's /metrics."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        url = f"http://127.0.0.1:{self.settings.adapter_metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        return {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples
+        }
+
+    def metric(self, name: str, **labels: str) -> float:
+        try:
+            return self.metrics().get((name, tuple(sorted(labels.items()))), 0.0)
+        except OSError:
+            return -1.0
+
+
+class Gate:
+    """Holds a simulator's requests that `matches(path, params)` (after letting `let_through`
+    of them pass) until `release()`. Held requests then fail with 503: they belong to a process
+    that was killed meanwhile, and must not take effect (a held TMC confirm must not confirm)."""
+
+    def __init__(self, matches: Callable[[str, dict[str, str]], bool], let_through: int = 0) -> None:
+        self.matches = matches
+        self.let_through = let_through
+        self.arrived = asyncio.Event()
+        self.released = asyncio.Event()
+
+    def install(self, sim: PlatformSim) -> "Gate":
+        from aiohttp import web
+
+        @web.middleware
+        async def gate(request, handler):
+            if not self.released.is_set():
+                params = dict(request.query)
+                if request.method == "POST" and request.content_type == "application/x-www-form-urlencoded":
+                    params.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
+                if self.matches(request.path, params):
+                    if self.let_through > 0:
+                        self.let_through -= 1
+                    else:
+                        self.arrived.set()
+                        await self.released.wait()
+                        raise web.HTTPServiceUnavailable()
+            return await handler(request)
+
+        sim.app.middlewares.append(gate)
+        return self
+
+    def release(self) -> None:
+        self.released.set()
