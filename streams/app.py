@@ -9,6 +9,7 @@ event still being processed (faust-streaming#606).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
@@ -16,12 +17,15 @@ from typing import TYPE_CHECKING, Optional
 import faust
 
 from stockstream.settings import Settings
-from stockstream.topics import ATS, INGEST, MOVEMENTS, QUARANTINE, RETRY
+from stockstream.topics import ALLOCATION_COMMANDS, ALLOCATIONS, ATS, INGEST, MOVEMENTS, QUARANTINE, RETRY, SIGNALS
 from streams import faust_patches, metrics
 from streams.tables import TableStore
 
 if TYPE_CHECKING:
     from streams.catalog_feed import CatalogFeed
+    from streams.rules_feed import RulesFeed
+
+log = logging.getLogger(__name__)
 
 RAW = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
 
@@ -34,9 +38,13 @@ class Pipeline:
     stock: faust.Table
 
 
-def create_app(settings: Settings, catalog_feed: Optional["CatalogFeed"] = None) -> Pipeline:
+def create_app(
+    settings: Settings, catalog_feed: Optional["CatalogFeed"] = None, rules_feed: Optional["RulesFeed"] = None
+) -> Pipeline:
     """`catalog_feed`: the worker's live catalog (streams/catalog_feed.py); the normalize agents
-    wait until it has loaded. None: the CSV / identity catalog of `load_catalog`, fixed."""
+    wait until it has loaded. None: the CSV / identity catalog of `load_catalog`, fixed.
+    `rules_feed`: the live allocation rules (streams/rules_feed.py); the stock agent waits until
+    they have loaded. None: the defaults from the settings, fixed."""
     faust_patches.install()
     app = faust.App(
         # The prefix is part of the id so that consumer groups and changelog topics of two
@@ -67,10 +75,10 @@ def create_app(settings: Settings, catalog_feed: Optional["CatalogFeed"] = None)
     stock = _bytes_table(app, "stock", settings)
     pipeline = Pipeline(app=app, settings=settings, orders=orders, stock=stock)
     _wire_order_agent(pipeline, catalog_feed)
-    _wire_stock_agent(pipeline)
+    _wire_stock_agent(pipeline, rules_feed)
     from streams.web import register_views
 
-    register_views(pipeline)
+    register_views(pipeline, catalog_feed, rules_feed)
     return pipeline
 
 
@@ -130,24 +138,66 @@ def _wire_order_agent(pipeline: Pipeline, catalog_feed: Optional["CatalogFeed"] 
             await emit(normalizer.process(event.value, message.partition, TableStore(pipeline.orders), origin=origin), started)
 
 
-def _wire_stock_agent(pipeline: Pipeline) -> None:
+def _wire_stock_agent(pipeline: Pipeline, rules_feed: Optional["RulesFeed"] = None) -> None:
+    """Movements -> stock, ATS and allocation; and allocation commands (a rule changed) -> the
+    same table, re-allocated. Both agents share a lock held from processing through the sends, so
+    the records of one SKU leave in the order their versions were given."""
+    from streams.allocation_commands import keys_to_reallocate, wait_for_rule
+    from stockstream.rules_topic import decode_command
     from streams.stock import StockProcessor
 
     app, settings = pipeline.app, pipeline.settings
     movements = _topic(app, settings, MOVEMENTS.name)
+    commands = _topic(app, settings, ALLOCATION_COMMANDS.name)
     ats = _topic(app, settings, ATS.name)
+    allocations = _topic(app, settings, ALLOCATIONS.name)
+    signals = _topic(app, settings, SIGNALS.name)
     quarantine = _topic(app, settings, QUARANTINE.name)
-    processor = StockProcessor(settings)
+    processor = StockProcessor(settings, rules_feed)
+    sending = asyncio.Lock()
+
+    async def rules_loaded() -> None:
+        # Before the rules are loaded every SKU would be allocated under the settings' defaults.
+        while rules_feed is not None and not rules_feed.ready.is_set():
+            await asyncio.sleep(0.05)
+
+    async def emit(output, partition: int) -> None:
+        metrics.observe_allocation(output)
+        for key, value in output.ats_records:
+            await ats.send(key=key, value=value)
+        # Same partition as the movements: keyed by SKU, co-partitioned.
+        for key, value in output.allocation_records:
+            await allocations.send(key=key, value=value, partition=partition)
+        for key, value in output.signal_records:
+            await signals.send(key=key, value=value, partition=partition)
+        for key, value in output.quarantined:
+            await quarantine.send(key=key, value=value)
 
     @app.agent(movements, name="stock", concurrency=1)
     async def apply_movements(stream):
+        await rules_loaded()
         async for event in stream.events():
             message = event.message
             source = (message.topic, message.partition, message.offset)
-            started = time.perf_counter()
-            output = processor.process(event.value, source, TableStore(pipeline.stock))
-            metrics.observe_stock(output, time.perf_counter() - started)
-            for key, value in output.ats_records:
-                await ats.send(key=key, value=value)
-            for key, value in output.quarantined:
-                await quarantine.send(key=key, value=value)
+            async with sending:
+                started = time.perf_counter()
+                # Synchronous from table get to put: the command agent cannot interleave.
+                output = processor.process(event.value, source, TableStore(pipeline.stock))
+                metrics.observe_stock(output, time.perf_counter() - started)
+                await emit(output, message.partition)
+
+    @app.agent(commands, name="allocation-commands", concurrency=1)
+    async def apply_commands(stream):
+        await rules_loaded()
+        async for event in stream.events():
+            message = event.message
+            try:
+                command = decode_command(event.value)
+            except ValueError as exc:
+                log.warning("allocation command at %s/%d@%d skipped: %s", message.topic, message.partition, message.offset, exc)
+                continue
+            await wait_for_rule(rules_feed, command)
+            async with sending:
+                stored = () if command.sku is not None else list(pipeline.stock.keys())
+                keys = keys_to_reallocate(command, stored, message.partition, settings.partitions)
+                await emit(processor.reallocate(keys, TableStore(pipeline.stock)), message.partition)

@@ -1,10 +1,14 @@
-"""HTTP views served by every worker. Key lookups are routed to the worker that owns the key's
-partition (Faust's table router), so any worker answers for any SKU."""
+"""HTTP views served by every worker: the registration point. Key lookups are forwarded to the
+worker that owns the key's partition (`Api.routed`, streams/api_cluster.py), so any worker answers
+for any SKU; the REST API, its OpenAPI document and the dashboard are in streams/api.py.
+
+Faust's own `/router` and `/table` pages are switched off: they expose raw table values and the
+cluster's layout, and are not part of the documented API (routing does not use them)."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 from stockstream.timeparse import parse_moment
 from streams import metrics
@@ -13,11 +17,22 @@ from streams.stock import load_state, snapshot_record
 
 if TYPE_CHECKING:
     from streams.app import Pipeline
+    from streams.catalog_feed import CatalogFeed
+    from streams.rules_feed import RulesFeed
 
 
-def register_views(pipeline: "Pipeline") -> None:
+def register_views(
+    pipeline: "Pipeline", catalog_feed: Optional["CatalogFeed"] = None, rules_feed: Optional["RulesFeed"] = None
+) -> None:
+    """`catalog_feed` and `rules_feed` tell `/ready` whether they have loaded (None: nothing to wait for)."""
+    from streams import api
+
     app = pipeline.app
     stock = pipeline.stock
+    # Read when the web server object is first made, i.e. by the first page registered below.
+    app.conf.web_router_enabled = False
+    app.conf.web_tables_enabled = False
+    routed = api.register(pipeline, catalog_feed, rules_feed).routed
 
     @app.page("/metrics")
     async def prometheus_metrics(web, request):
@@ -25,7 +40,7 @@ def register_views(pipeline: "Pipeline") -> None:
         return web.bytes(metrics.exposition(), headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
     @app.page("/ats/{sku}")
-    @app.table_route(table=stock, match_info="sku")
+    @routed
     async def get_ats(web, request, sku: str):
         as_of = request.query.get("as_of")
         if as_of is None:
