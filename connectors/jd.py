@@ -23,10 +23,11 @@ States and stock:
 A LOCKED/PAUSE snapshot after shipment ranks below SHIPPED and is dropped as stale by the core.
 
 Ship time: search results state none (`waybill` says only that the goods left), so updates carry
-no `shipped_ms` and the core dates SHIP by the first shipped snapshot it applies. Known limit: when
-the poller misses WAIT_GOODS_RECEIVE_CONFIRM (or FINISHED_L / a refused TRADE_CANCELED arrives
-first) the shipment is dated late; a stock count in between then takes the goods off twice
-(on_hand and ATS understated, never overstated) until the next count.
+no `shipped_ms` and the core dates SHIP by the first shipped snapshot it applies; a shipped
+snapshot that arrives later but is older re-dates it (SHIP_REDATE). Known limit: when no poll ever
+sees WAIT_GOODS_RECEIVE_CONFIRM (the order moved on between two polls) the shipment stays dated at
+the first later state; a stock count in between then takes the goods off twice (on_hand and ATS
+understated, never overstated) until the next count.
 """
 
 from __future__ import annotations

@@ -9,13 +9,14 @@ platform or warehouse), not by when stockstream learned about it.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Callable, Iterable, Iterator, Optional
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from schemas.batches import decode_movements
 from schemas.errors import CodecError
-from stockstream.core.movements import Movement
+from stockstream.core.movements import Movement, MovementType
 from stockstream.core.stock import StockState, apply_movements
 from stockstream.settings import Settings
 from stockstream.topics import MOVEMENTS
@@ -70,11 +71,22 @@ def rebuild(movements: Iterable[Movement], as_of_ms: Optional[int] = None, skus:
     for movement in movements:
         if skus is not None and movement.sku not in skus:
             continue
-        if as_of_ms is not None and movement.event_time_ms > as_of_ms:
-            continue
+        if as_of_ms is not None:
+            if movement.event_time_ms > as_of_ms:
+                continue
+            movement = _as_seen_at(movement, as_of_ms)
         state, _applied = apply_movements(states.get(movement.sku), (movement,))
         states[movement.sku] = state
     return states
+
+
+def _as_seen_at(movement: Movement, as_of_ms: int) -> Movement:
+    """A re-dated shipment whose original SHIP lies after `as_of_ms` (and was therefore left out)
+    is, seen from `as_of_ms`, the shipment itself at its corrected time."""
+    previous_ms = movement.previous_event_time_ms
+    if movement.type is MovementType.SHIP_REDATE and previous_ms is not None and previous_ms > as_of_ms:
+        return replace(movement, type=MovementType.SHIP, previous_event_time_ms=None)
+    return movement
 
 
 def stock_as_of(settings: Settings, sku: str, as_of_ms: int) -> Optional[StockState]:

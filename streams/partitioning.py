@@ -1,8 +1,8 @@
 """Key -> partition, the same way the Java client, aiokafka and Faust's router do it.
 
 Everything stockstream writes to a keyed-state topic is partitioned with this function, so that a
-key lands on the same partition number in every co-partitioned topic, and Faust's table routing
-(`app.table_route`, which hashes the key the same way) finds the worker that owns it.
+key lands on the same partition number in every co-partitioned topic, and the HTTP API
+(streams/api_cluster.py) finds the worker that owns a SKU from the group's assignment.
 """
 
 from __future__ import annotations
