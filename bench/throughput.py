@@ -1,114 +1,191 @@
-"""Raw events/s through the whole pipeline (raw -> ingest -> movements -> stock/ATS) for one
-worker process, next to a bare confluent-kafka consume-and-decode loop over the same topic, both
-measured in the same run on the same broker (the machines are noisy: compare ratios).
+"""Highest sustained raw events/s through the whole pipeline (raw -> ingest -> movements ->
+stock/ATS -> allocations) for 1 and 2 worker processes, next to a bare confluent-kafka
+consume-and-decode loop over the same raw topics with as many processes, measured in the same
+run on the same broker (the machine is noisy: compare ratios).
 
-    python -m bench.throughput --events 50000 [--bootstrap host:port]
+How: the workers start, join and carry a few warm-up records end to end first (so the measured
+window holds no rebalance or standby recovery); then a backlog of four-platform traffic (the seeded
+generator: Tmall, JD, Douyin, PDD and warehouse documents, 20% redeliveries) is published at
+once, and the pipeline's rate is events / (drained - first record published). A backlog drained
+as fast as the workers go is the highest rate they can sustain.
 
-Without --bootstrap it starts the embedded broker on free ports in a temp dir.
+    python -m bench.throughput [--events 50000] [--workers 1 2] [--bootstrap host:port]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import tempfile
+import multiprocessing
 import time
 import uuid
-from pathlib import Path
 
 import orjson
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, TopicPartition
 
-from stockstream.lag import group_lag
+from bench import harness
+from bench.feed import traffic_pool
 from connectors.publisher import RawPublisher
-from connectors.simulators.tmall_traffic import TmallTraffic
-from stockstream.process import WorkerProcess
 from stockstream.settings import Settings
-from stockstream.topics import ensure_topics, raw_topic
+from stockstream.topics import raw_topic
+
+RAW_PLATFORMS = ("tmall", "jd", "douyin", "pdd", "warehouse")
 
 
-def baseline_consume_decode(settings: Settings, topic: str, expected: int) -> float:
-    """The Python ceiling: consume every record and JSON-decode its payload, nothing else."""
-    consumer = Consumer({
-        "bootstrap.servers": settings.bootstrap_servers, "group.id": f"baseline-{uuid.uuid4().hex[:6]}",
-        "auto.offset.reset": "earliest", "enable.auto.commit": False,
-    })
-    consumer.subscribe([topic])
-    seen, started = 0, None
-    while seen < expected:
-        for message in consumer.consume(num_messages=5000, timeout=1.0):
-            if message.error() is None:
-                started = started or time.perf_counter()
-                envelope = orjson.loads(message.value())
-                orjson.loads(envelope["content"])
-                seen += 1
-    elapsed = time.perf_counter() - started
-    consumer.close()
-    return seen / elapsed
-
-
-def pipeline_rate(settings: Settings, events: int, timeout: float = 900) -> dict:
-    worker = WorkerProcess(settings).start()
+def _decode(value: bytes) -> object:
+    """What any consumer must do at least: parse the payload, and the JSON platforms nest
+    (Tmall TMC `content`, Douyin `data`); warehouse CSV is split into rows."""
     try:
-        worker.wait_ready(timeout=120)
-        started = time.perf_counter()
-        app_group = settings.topic(settings.app_id)
-        checks = [
-            (f"{app_group}-ingest", [settings.topic(raw_topic("tmall")), settings.topic("raw.warehouse")]),
-            (app_group, [settings.topic("ingest"), settings.topic("movements")]),
-        ]
-        while time.perf_counter() - started < timeout:
-            lags = [group_lag(settings.bootstrap_servers, g, t, settings.partitions) for g, t in checks]
-            if sum(lags) == 0:
-                break
-            assert worker.alive, worker.log_tail()
-            time.sleep(0.5)
-        elapsed = time.perf_counter() - started
-        return {"events": events, "seconds": round(elapsed, 2), "events_per_s": round(events / elapsed)}
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return value.decode("utf-8", "replace").splitlines()
+    if isinstance(doc, dict):
+        for nested in ("content", "data"):
+            inner = doc.get(nested)
+            if isinstance(inner, str) and inner[:1] in ("{", "["):
+                doc[nested] = orjson.loads(inner)
+    return doc
+
+
+def _consume_partitions(bootstrap: str, topics: list[str], partitions: list[int], expected: int, out) -> None:
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap, "group.id": f"baseline-{uuid.uuid4().hex[:6]}",
+        "enable.auto.commit": False, "fetch.min.bytes": 1,
+    })
+    consumer.assign([TopicPartition(t, p, 0) for t in topics for p in partitions])
+    seen, started = 0, None
+    idle_since = time.monotonic()
+    while seen < expected and time.monotonic() - idle_since < 10:
+        messages = consumer.consume(num_messages=5000, timeout=0.5)
+        if messages:
+            idle_since = time.monotonic()
+        for message in messages:
+            if message.error() is None:
+                started = started or time.time()
+                _decode(message.value())
+                seen += 1
+    out.put((seen, started, time.time()))
+    consumer.close()
+
+
+def baseline_consume_decode(settings: Settings, processes: int, expected: int) -> dict:
+    """The Python ceiling: `processes` bare consumers sharing the raw topics' partitions, each
+    record consumed and decoded, nothing else."""
+    topics = [settings.topic(raw_topic(p)) for p in RAW_PLATFORMS]
+    counts = _partition_counts(settings, topics)
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    procs = []
+    for i in range(processes):
+        mine = [p for p in range(settings.partitions) if p % processes == i]
+        share = sum(counts[p] for p in mine)
+        procs.append(ctx.Process(target=_consume_partitions, args=(settings.bootstrap_servers, topics, mine, share, out)))
+    for proc in procs:
+        proc.start()
+    results = [out.get(timeout=300) for _ in procs]
+    for proc in procs:
+        proc.join(30)
+    seen = sum(r[0] for r in results)
+    elapsed = max(r[2] for r in results) - min(r[1] for r in results if r[1])
+    return {"processes": processes, "events": seen, "seconds": round(elapsed, 3), "events_per_s": round(seen / elapsed)}
+
+
+def _partition_counts(settings: Settings, topics: list[str]) -> dict[int, int]:
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers, "group.id": "bench-watermarks"})
+    try:
+        counts = {p: 0 for p in range(settings.partitions)}
+        for topic in topics:
+            for p in range(settings.partitions):
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                counts[p] += high - low
+        return counts
     finally:
-        worker.stop()
+        consumer.close()
 
 
-def main() -> None:
+def pipeline_rate(bootstrap: str, workers: int, events: int, skus: int, profile_seconds: float = 0) -> dict:
+    """One run on fresh topics: `workers` processes drain a backlog of `events` raw records;
+    then the baseline reads the same topics with as many processes."""
+    traffic = traffic_pool(events, skus)
+    settings = harness.fresh_settings(bootstrap, f"tp{workers}", traffic.shop_settings())
+    procs = harness.start_workers(settings, workers)
+    profiler = None
+    try:
+        warmup = harness.warm_up(settings, procs)
+        events_total = events + warmup
+        load_before = harness.machine_load()
+        publisher = RawPublisher(settings)
+        started = time.monotonic()
+        samples = []
+        publisher.publish_all(traffic.records)
+        if profile_seconds:
+            from bench.profile import start_profiler
+
+            profiler = start_profiler(procs[0].process.pid, profile_seconds)
+        stage_lags = []
+        while True:
+            samples.append((time.monotonic() - started, harness.processed_events(procs)))
+            if samples[-1][1] >= events_total:
+                parts = harness.lag_parts(settings)
+                stage_lags.append((round(time.monotonic() - started, 2), parts))
+                if sum(parts.values()) == 0:
+                    break
+            for proc in procs:
+                if not proc.alive:
+                    raise RuntimeError(f"worker died:\n{proc.log_tail()}")
+            if time.monotonic() - started > 1800:
+                raise TimeoutError("pipeline not drained after 30 min")
+            time.sleep(0.5)
+        elapsed = time.monotonic() - started
+        rss = _rss_mb(procs)
+    finally:
+        if profiler is not None:
+            profiler.finish()
+        harness.stop_workers(procs)
+    baseline = baseline_consume_decode(settings, workers, events)
+    rate = events / elapsed
+    return {
+        "workers": workers,
+        "events": events,
+        "skus": skus,
+        "seconds": round(elapsed, 2),
+        "events_per_s": round(rate),
+        "events_per_s_per_worker": round(rate / workers),
+        "baseline": baseline,
+        "ratio_to_baseline": round(rate / baseline["events_per_s"], 4),
+        "progress": [(round(t, 2), n) for t, n in samples],
+        "stage_lags_after_normalized": stage_lags,
+        "worker_rss_mb": rss,
+        "load_before": load_before,
+        "load_after": harness.machine_load(),
+    }
+
+
+def _rss_mb(procs) -> list[float]:
+    from bench.scale import rss_bytes
+
+    return [round(rss_bytes(p.process.pid) / 2**20, 1) for p in procs]
+
+
+def run(bootstrap: str, events: int = 50_000, workers: tuple[int, ...] = (1, 2), skus: int = 2000) -> dict:
+    result = {"benchmark": "throughput", "load_start": harness.machine_load(), "runs": []}
+    for n in workers:
+        run_result = pipeline_rate(bootstrap, n, events, skus)
+        print(f"throughput: {n} worker(s) {run_result['events_per_s']} events/s, baseline "
+              f"{run_result['baseline']['events_per_s']}/s, ratio {run_result['ratio_to_baseline']}", flush=True)
+        result["runs"].append(run_result)
+    harness.save("throughput", result)
+    return result
+
+
+def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--skus", type=int, default=2_000)
-    parser.add_argument("--bootstrap", default=None)
-    parser.add_argument("--out", default="bench/results/throughput.json")
-    args = parser.parse_args()
-
-    broker = None
-    workdir = Path(tempfile.mkdtemp(prefix="stockstream-bench-"))
-    if args.bootstrap is None:
-        from stockstream.kafka.local import LocalKafka
-        from tests.conftest import free_tcp_ports
-
-        port, controller = free_tcp_ports(2)
-        broker = LocalKafka.from_settings(Settings(), data_dir=workdir / "kafka", port=port, controller_port=controller,
-                                          detach=False)
-        broker.start()
-        args.bootstrap = broker.bootstrap_servers
-    try:
-        settings = Settings(bootstrap_servers=args.bootstrap, topic_prefix=f"bench-{uuid.uuid4().hex[:6]}-",
-                            data_dir=workdir / "worker", web_port=16066, partitions=4)
-        ensure_topics(settings)
-        traffic = TmallTraffic(skus=[f"SKU-{i:05d}" for i in range(args.skus)], duplicate_rate=0.2, seed=1)
-        publisher = RawPublisher(settings)
-        publisher.publish("warehouse", traffic.receipts())
-        publisher.publish("tmall", traffic.messages(args.events))
-        baseline = baseline_consume_decode(settings, settings.topic(raw_topic("tmall")), args.events)
-        pipeline = pipeline_rate(settings, args.events)
-        result = {
-            "baseline_consume_decode_events_per_s": round(baseline),
-            "pipeline_one_worker": pipeline,
-            "ratio_pipeline_to_baseline": round(pipeline["events_per_s"] / baseline, 3),
-        }
-        print(json.dumps(result, indent=2))
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    finally:
-        if broker is not None:
-            broker.stop()
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--bootstrap", default=None, help="an existing broker; default: start the embedded one")
+    args = parser.parse_args(argv)
+    with harness.broker(args.bootstrap) as bootstrap:
+        run(bootstrap, args.events, tuple(args.workers), args.skus)
 
 
 if __name__ == "__main__":
