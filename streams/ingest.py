@@ -24,7 +24,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from schemas import codec
 from stockstream.settings import Settings
-from stockstream.topics import INGEST, RAW_TOPICS, RAW_WAREHOUSE
+from stockstream.topics import INGEST, QUARANTINE, RAW_TOPICS, RAW_WAREHOUSE
 from streams import consumer_errors, metrics
 from streams.partitioning import partition_for
 
@@ -32,6 +32,12 @@ log = logging.getLogger(__name__)
 
 # A batch record stays well under the broker's default 1 MiB message limit.
 MAX_BATCH_BYTES = 512 * 1024
+# A raw record larger than this cannot travel in any batch (the producer refuses messages over
+# 1,000,000 bytes; the raw topics accept up to 1 MiB): it is quarantined instead, with its first
+# QUARANTINE_PREFIX_BYTES and a pointer to the original, which stays in its raw topic.
+MAX_RECORD_BYTES = 900_000
+QUARANTINE_PREFIX_BYTES = 64 * 1024
+OVERSIZED_RECORD = "oversized_record"
 POLL_RECORDS = 5000
 POLL_TIMEOUT_S = 0.05
 
@@ -60,13 +66,17 @@ def target_partition(message: Message, partitions: int) -> int:
     return partition_for(key, partitions)
 
 
-def pack(messages: Iterable[Message], partitions: int) -> dict[int, list[list[dict]]]:
-    """Group records by target partition into batches that each fit in one Kafka record."""
+def pack(messages: Iterable[Message], partitions: int, oversized: Optional[list[dict]] = None) -> dict[int, list[list[dict]]]:
+    """Group records by target partition into batches that each fit in one Kafka record. Records
+    too large for any batch go to `oversized` (quarantined by the caller)."""
     by_partition: dict[int, list[list[dict]]] = defaultdict(lambda: [[]])
     sizes: dict[int, int] = defaultdict(int)
     for message in messages:
         record = raw_record(message)
         size = len(record["value"]) + len(record["key"] or b"") + 64
+        if size > MAX_RECORD_BYTES and oversized is not None:
+            oversized.append(record)
+            continue
         partition = target_partition(message, partitions)
         if sizes[partition] + size > MAX_BATCH_BYTES and by_partition[partition][-1]:
             by_partition[partition].append([])
@@ -157,7 +167,8 @@ class IngestBatcher:
             if error is not None:
                 failures.append(error)
 
-        for partition, batches in pack(messages, self.partitions).items():
+        oversized: list[dict] = []
+        for partition, batches in pack(messages, self.partitions, oversized).items():
             for batch in batches:
                 value = codec.encode("stockstream.IngestBatch", {"records": batch})
                 while True:
@@ -166,10 +177,27 @@ class IngestBatcher:
                         break
                     except BufferError:
                         producer.poll(0.05)
+        for record in oversized:
+            self._quarantine_oversized(producer, record, on_delivery)
         remaining = producer.flush(30)
         if remaining or failures:
             # Not committing: the same raw records are batched again after the restart this causes.
             raise KafkaException(failures[0] if failures else KafkaError(KafkaError._TIMED_OUT))
+
+    def _quarantine_oversized(self, producer: Producer, record: dict, on_delivery) -> None:
+        from streams.normalize import quarantine_record
+
+        size = len(record["value"])
+        reason = (
+            f"raw record of {size} bytes is over the ingest limit of {MAX_RECORD_BYTES} bytes; value truncated to its "
+            f"first {QUARANTINE_PREFIX_BYTES} bytes here, the original stays in {record['topic']}/{record['partition']}"
+            f"@{record['offset']} for the raw topic's retention"
+        )
+        truncated = {**record, "value": record["value"][:QUARANTINE_PREFIX_BYTES]}
+        value = quarantine_record(truncated, OVERSIZED_RECORD, reason)
+        producer.produce(self.settings.topic(QUARANTINE.name), key=record["key"], value=value, on_delivery=on_delivery)
+        metrics.QUARANTINED.labels(OVERSIZED_RECORD).inc()
+        log.warning("quarantined: %s", reason)
 
     @staticmethod
     def _next_offsets(messages: list[Message]) -> list[TopicPartition]:
