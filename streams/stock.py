@@ -37,6 +37,10 @@ from stockstream.settings import Settings
 from streams.normalize import KeyValueStore, quarantine_record
 from streams.sku_allocation import SkuValue, change_record, current_records, encode_signal, signal_changes
 
+# Orders that take units from a listing or give them back: the marketplace moves the listing's
+# stock itself, so the channel is published again (stockstream/core/allocation.py, Re-publishing).
+_LISTING_MOVES = frozenset({MovementType.RESERVE, MovementType.RELEASE})
+
 MALFORMED_MOVEMENTS = "malformed_movements"
 INVALID_MOVEMENT = "invalid_movement"
 
@@ -128,6 +132,7 @@ class StockProcessor:
             state = value.stock
             applied_ids = []
             sales: dict[str, int] = {}
+            moved_listings: set[str] = set()
             replays = 0
             for movement in movements:
                 try:
@@ -138,8 +143,10 @@ class StockProcessor:
                     reason = f"movement {movement.movement_id} of type {movement.type.value} cannot be applied"
                 if outcome is Outcome.APPLIED:
                     applied_ids.append(movement.movement_id)
-                    if movement.type is MovementType.RESERVE and movement.channel is not None:
-                        sales[movement.channel] = sales.get(movement.channel, 0) + movement.quantity
+                    if movement.channel is not None and movement.type in _LISTING_MOVES:
+                        moved_listings.add(movement.channel)
+                        if movement.type is MovementType.RESERVE:
+                            sales[movement.channel] = sales.get(movement.channel, 0) + movement.quantity
                 elif outcome is Outcome.INVALID:
                     where = {"topic": topic, "partition": partition, "offset": offset, "key": key,
                              "value": codec.encode(MOVEMENT, movement_to_record(movement))}
@@ -151,7 +158,7 @@ class StockProcessor:
             if applied_ids:
                 output.applied += len(applied_ids)
                 output.ats_records.append((key, codec.encode(ATS_SNAPSHOT, snapshot_record(state, applied_ids, now_ms))))
-                self._allocate(key, value, now_ms, output, applied_ids, sales)
+                self._allocate(key, value, now_ms, output, applied_ids, sales, moved_listings)
                 store.put(key, value.encode())
             elif replays == len(movements):
                 self._reemit(key, value, now_ms, output)
@@ -179,14 +186,14 @@ class StockProcessor:
 
     def _allocate(
         self, key: bytes, value: SkuValue, now_ms: int, output: StockOutput, movement_ids: list[str],
-        sales: Optional[dict[str, int]],
+        sales: Optional[dict[str, int]], moved_listings: Iterable[str] = (),
     ) -> None:
         state = value.stock
         rules = self.rules.rules_for(state.sku)
         current_ats = ats(state)
         _, changes = allocate(
             value.allocation, current_ats, state.version, rules, now_ms,
-            sales_by_channel=sales, presale_allowance=state.presale_allowance,
+            sales_by_channel=sales, presale_allowance=state.presale_allowance, republish=moved_listings,
         )
         for change in changes:
             output.allocation_records.append((key, codec.encode(ALLOCATION_CHANGE, change_record(change, movement_ids))))

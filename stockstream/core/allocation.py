@@ -49,6 +49,12 @@ once. Held increases stay below their targets, so the bounds hold after that.
 Sales (`sales_by_channel`) feed the channels' rates in every mode, so that signals have them and
 a switch to velocity mode starts from history.
 
+Re-publishing (`republish`): a marketplace moves a listing's stock itself when an order takes or
+gives back units (a sale decrements it, a cancellation increments it). A channel whose own orders
+moved stock is therefore published again (version + 1) even when its target equals what we last
+published: otherwise the listing would show the published quantity minus the sale (stranded
+units) or plus the cancellation (overselling) until the next change or reconciliation.
+
 Replays: ATS snapshots are versioned. An input whose (ats_version, rule_version) is not above
 the state's (lexicographically: a newer ATS always applies, the same ATS again only with newer
 rules) changes nothing and emits nothing, also not its sales: idempotent under at-least-once
@@ -527,10 +533,13 @@ def allocate(
     *,
     sales_by_channel: Optional[Mapping[str, int]] = None,
     presale_allowance: int = 0,
+    republish: Iterable[str] = (),
 ) -> tuple[AllocationState, list[AllocationChangeIntent]]:
     """Allocate a new ATS (version `ats_version`) under `rules`; `sales_by_channel`: units sold per
     channel since the last call (the RESERVE movements behind this ATS), counted at `now_ms`.
-    Returns the state (mutated) and the changes to publish, in rule order then dropped channels."""
+    `republish`: channels whose own orders moved their listing's stock (see "Re-publishing").
+    Returns the state (mutated) and the changes to publish, in rule order then dropped channels,
+    then re-publications."""
     if _is_replay(state, ats_version, rules.version):
         return state, []
     half_life = rules.velocity_half_life_ms
@@ -546,6 +555,16 @@ def allocate(
     targets = allocation_targets(ats, rules, daily_rates=daily_rates, presale_allowance=presale_allowance)
     quantities = _with_hysteresis(state, targets, rules, ats, presale_allowance)
     changes = _emit(state, quantities, ats, ats_version, rules.version, rules.mode.value, now_ms)
+    changed = {change.channel for change in changes}
+    for channel in sorted(set(republish) - changed):
+        published = state.quantities.get(channel)
+        if published is None:
+            continue  # never published: the platform shows nothing of ours to correct
+        version = state.versions.get(channel, 0) + 1
+        state.versions[channel] = version
+        changes.append(AllocationChangeIntent(
+            state.sku, channel, published, published, version, ats, ats_version, rules.version, rules.mode.value, now_ms
+        ))
     state.ats, state.ats_version, state.rule_version, state.presale_allowance = ats, ats_version, rules.version, presale_allowance
     return state, changes
 

@@ -601,3 +601,16 @@ def test_state_roundtrip_is_compact():
     assert AllocationState.from_dict(data) == state
     assert AllocationState.from_dict(AllocationState("E").to_dict()) == AllocationState("E")
     assert isinstance(allocate(state, 11, 2, rules, 2000)[1][0], AllocationChangeIntent)
+
+
+def test_a_channel_whose_orders_moved_its_listing_is_published_again():
+    """Split 10 -> 5/5; a sale of 1 on jd (the marketplace now shows 4) leaves jd's share at 5
+    (ATS 9: the tie goes to the smaller name): jd is published again so that its listing shows 5."""
+    rules = AllocationRules(1, "split", (ChannelRule("tmall:a"), ChannelRule("jd:b")))
+    state, _ = allocate(AllocationState("S"), 10, 1, rules, 0)
+    assert state.quantities == {"tmall:a": 5, "jd:b": 5}
+    state, changes = allocate(state, 9, 2, rules, 0, sales_by_channel={"jd:b": 1}, republish=["jd:b"])
+    assert [(c.channel, c.quantity, c.previous_quantity, c.version) for c in changes] == [("tmall:a", 4, 5, 2), ("jd:b", 5, 5, 2)]
+    # A replay re-publishes nothing; a channel never published has nothing of ours to correct.
+    assert allocate(state, 9, 2, rules, 0, republish=["jd:b"])[1] == []
+    assert allocate(state, 9, 3, rules, 0, republish=["pdd:never"])[1] == []
