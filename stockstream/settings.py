@@ -148,11 +148,14 @@ class Settings(BaseSettings):
             return self.group_instance_id
         return f"{socket.gethostname()}-{self.web_port}"
 
-    def group_membership(self, role: str) -> dict[str, object]:
-        """librdkafka settings for a consumer group of this worker (`role`: ingest, retry...):
-        static membership and the session timeout, as the Faust consumer gets them."""
+    def group_membership(self, role: str, static: bool = True) -> dict[str, object]:
+        """librdkafka settings for a consumer group (`role`: ingest, retry...): the session timeout,
+        and with `static` the worker's static membership, as the Faust consumer gets them. Only
+        the worker's own consumers are static: their instance id is the worker's identity. Other
+        processes (journal, ERP sink) have no such identity, and librdkafka treats a fenced static
+        member as fatal."""
         config: dict[str, object] = {"session.timeout.ms": int(self.consumer_session_timeout_s * 1000)}
-        instance_id = self.worker_instance_id()
+        instance_id = self.worker_instance_id() if static else None
         if instance_id is not None:
             config["group.instance.id"] = f"{instance_id}-{role}"
         return config

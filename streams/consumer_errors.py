@@ -35,13 +35,33 @@ def is_error(message: Message) -> bool:
     return True
 
 
+# A commit that did not happen because the group coordinator moved or is still loading (a broker
+# restart): librdkafka finds the new one by itself, and the next commit carries these offsets.
+RETRIABLE_COMMIT_ERRORS = frozenset(
+    {
+        KafkaError.NOT_COORDINATOR,
+        KafkaError.COORDINATOR_NOT_AVAILABLE,
+        KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError._TIMED_OUT,
+        KafkaError._TRANSPORT,
+        KafkaError._WAIT_COORD,
+    }
+)
+
+
 def commit(consumer: Consumer, offsets: list[TopicPartition]) -> bool:
-    """Synchronous commit; False when a rebalance made it moot."""
+    """Synchronous commit; False when a rebalance made it moot or the coordinator was away (the
+    offsets stay uncommitted: a crash before the next commit re-reads, never skips)."""
     try:
         consumer.commit(offsets=offsets, asynchronous=False)
         return True
     except KafkaException as exc:
-        if exc.args[0].code() not in REBALANCE_COMMIT_ERRORS:
+        code = exc.args[0].code()
+        if code in RETRIABLE_COMMIT_ERRORS:
+            log.warning("commit not done, the coordinator is away (the next commit carries it): %s", exc.args[0])
+            return False
+        if code not in REBALANCE_COMMIT_ERRORS:
             raise
         log.warning("commit lost to a rebalance (the records will be read again): %s", exc.args[0])
         return False

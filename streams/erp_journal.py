@@ -25,7 +25,7 @@ import time
 import uuid
 from typing import Optional
 
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, Producer, TopicPartition
 
 from schemas import codec
 from schemas.batches import decode_movements
@@ -70,7 +70,7 @@ class JournalProcess:
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "fetch.wait.max.ms": 50,
-                **self.settings.group_membership("erp-journal"),
+                **self.settings.group_membership("erp-journal", static=False),
             }
         )
 
@@ -167,7 +167,11 @@ class JournalProcess:
             now_ms = int(time.time() * 1000)  # read before the watermark: see the module docstring
             if due is None or now_ms < due:
                 continue
-            _low, high = consumer.get_watermark_offsets(TopicPartition(self.source, partition), timeout=10)
+            try:
+                _low, high = consumer.get_watermark_offsets(TopicPartition(self.source, partition), timeout=10)
+            except KafkaException as exc:  # metadata in flux (broker restart, rebalance): next check
+                log.info("partition %d: watermark unknown (%s); idle windows close later", partition, exc.args[0])
+                continue
             if self.next_offsets.get(partition, 0) >= high:
                 entries += journal.flush_idle(now_ms)
         return entries
@@ -204,8 +208,9 @@ class JournalProcess:
             if point != self.committed.get(partition):
                 offsets.append(TopicPartition(self.source, partition, point.offset, metadata=point.metadata()))
                 self.committed[partition] = point
-        if offsets:
-            consumer_errors.commit(consumer, offsets)
+        if offsets and not consumer_errors.commit(consumer, offsets):
+            for tp in offsets:  # not committed (rebalance, coordinator away): the next round tries again
+                self.committed.pop(tp.partition, None)
 
     @staticmethod
     def _movements(message: Message) -> list:

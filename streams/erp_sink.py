@@ -138,7 +138,7 @@ class ErpSink:
                 "group.id": sink_group(self.settings),
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
-                **self.settings.group_membership("erp-sink"),
+                **self.settings.group_membership("erp-sink", static=False),
             }
         )
         producer = Producer({"bootstrap.servers": self.settings.bootstrap_servers, "enable.idempotence": True, "acks": "all"})
