@@ -40,13 +40,14 @@ class Allocation:
     ats_version: int = 0
     rule_version: int = 0
     mode: str = ""
+    event_time_ms: Optional[int] = None  # platform event behind it (end-to-end latency); None: re-emission
 
     @classmethod
     def from_record(cls, record: dict) -> "Allocation":
         return cls(
             record["sku"], record["channel"], int(record["quantity"]), int(record["version"]), int(record["computed_at_ms"]),
             int(record.get("previous_quantity", 0)), int(record.get("ats", 0)), int(record.get("ats_version", 0)),
-            int(record.get("rule_version", 0)), str(record.get("mode", "")),
+            int(record.get("rule_version", 0)), str(record.get("mode", "")), record.get("event_time_ms"),
         )
 
     def as_record(self) -> dict:
@@ -55,7 +56,7 @@ class Allocation:
             "sku": self.sku, "channel": self.channel, "quantity": self.quantity,
             "previous_quantity": self.previous_quantity, "version": self.version, "ats": self.ats,
             "ats_version": self.ats_version, "rule_version": self.rule_version, "mode": self.mode,
-            "movement_ids": [], "computed_at_ms": self.computed_at_ms,
+            "movement_ids": [], "computed_at_ms": self.computed_at_ms, "event_time_ms": self.event_time_ms,
         }
 
 

@@ -16,6 +16,15 @@ PUSH_LATENCY = Histogram(
     ["platform"], registry=REGISTRY,
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900),
 )
+# The SLO (deploy/prometheus/alerts.yml) counts events within 5 s: its burn-rate rules read the
+# le="5.0" bucket, so 5 must stay a bucket boundary.
+END_TO_END_LATENCY = Histogram(
+    "stockstream_end_to_end_latency_seconds",
+    "Platform event time (AllocationChange.event_time_ms) to the platform's acknowledgment of the stock write,"
+    " once per event and listing",
+    ["platform"], registry=REGISTRY,
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 30, 60),
+)
 PUSHES = Counter(
     "stockstream_channel_pushes_total",
     "Listing stock writes by outcome: written, throttled (retried after the pause), retried (transient), parked (dead letter)",

@@ -8,12 +8,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Awaitable, Callable, Iterable, Optional
 
 from connectors.adapters.common import now_ms, result_for_error
 from connectors.base import StockWrite
 from sinks import metrics
-from sinks.coalesce import Push, SinkState
+from sinks.coalesce import Allocation, Key, Push, SinkState
 from sinks.decisions import Action, Decision, decide
 from sinks.quota import MAX_WRITES_PER_ROUND, ShopQuota, api_calls
 from stockstream.settings import ShopCredentials
@@ -34,6 +34,7 @@ class ShopPusher:
         *,
         max_attempts: int = 8,
         max_writes: Optional[int] = None,
+        clock_ms: Callable[[], int] = now_ms,
     ) -> None:
         self.state = state
         self.shop = shop
@@ -46,6 +47,10 @@ class ShopPusher:
         self.max_writes = max_writes or MAX_WRITES_PER_ROUND.get(self.platform, 50)
         self.wake = asyncio.Event()
         self.rounds = 0
+        self.clock_ms = clock_ms
+        # listing -> newest event time already measured: a re-push of the same allocations
+        # (drift found, index rebuilt, dead-letter retry after a success) is no new event.
+        self.measured_event_ms: dict[Key, int] = {}
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -82,7 +87,7 @@ class ShopPusher:
         except Exception as exc:  # adapters report per write; anything raised is taken as transient
             log.warning("%s: write_stock raised %s", self.channel, exc)
             results = [result_for_error(w, exc) for w in writes]
-        acknowledged_ms = now_ms()
+        acknowledged_ms = self.clock_ms()
         for push, result in zip(pushes, results):
             decision = decide(result, push.attempts, self.max_attempts)
             await self._apply(push, decision, acknowledged_ms)
@@ -94,6 +99,10 @@ class ShopPusher:
             self.state.written(push)
             if push.computed_at_ms:
                 metrics.PUSH_LATENCY.labels(self.platform).observe(max(acknowledged_ms - push.computed_at_ms, 0) / 1000)
+            latency = end_to_end_latency_s(push.allocations, self.measured_event_ms.get(push.key), acknowledged_ms)
+            if latency is not None:
+                self.measured_event_ms[push.key] = newest_event_ms(push.allocations)
+                metrics.END_TO_END_LATENCY.labels(self.platform).observe(latency)
         elif decision.action is Action.WAIT:
             self.quota.pause(decision.delay_s)
             self.state.again(push, decision.delay_s, now, failed=False)
@@ -108,3 +117,20 @@ class ShopPusher:
                 return
             log.warning("%s: parked %s (quantity %d): %s %s", self.channel, push.key[1], push.quantity, decision.reason, decision.detail)
             self.state.parked_push(push)
+
+
+def newest_event_ms(allocations: Iterable[Allocation]) -> Optional[int]:
+    """The newest platform event behind a push (a bundle's: over its components' allocations);
+    None when every allocation is a re-emission or predates the field."""
+    return max((a.event_time_ms for a in allocations if a.event_time_ms is not None), default=None)
+
+
+def end_to_end_latency_s(allocations: Iterable[Allocation], measured_ms: Optional[int], acknowledged_ms: int) -> Optional[float]:
+    """Seconds from the newest event behind an acknowledged push to the acknowledgment, or None
+    when there is no event time or that event was measured already (`measured_ms`: the newest
+    event this listing's latency was last measured from). Several changes coalesced into one
+    push count once, from the newest. Clocks differ between the platform and us: never negative."""
+    event_ms = newest_event_ms(allocations)
+    if event_ms is None or (measured_ms is not None and event_ms <= measured_ms):
+        return None
+    return max(acknowledged_ms - event_ms, 0) / 1000

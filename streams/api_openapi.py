@@ -87,7 +87,7 @@ SCHEMAS = {
     "AllocationChange": obj({
         "sku": STR, "channel": STR, "quantity": INT, "previous_quantity": INT, "version": INT, "ats": INT,
         "ats_version": INT, "rule_version": INT, "mode": STR, "movement_ids": {"type": "array", "items": STR},
-        "computed_at_ms": INT,
+        "computed_at_ms": INT, "event_time_ms": nullable(INT),
     }),
     "Provenance": obj({
         "sku": STR, "channel": STR,

@@ -26,6 +26,7 @@ from schemas import codec
 from stockstream.settings import Settings
 from stockstream.topics import INGEST, QUARANTINE, RAW_TOPICS, RAW_WAREHOUSE
 from streams import consumer_errors, metrics
+from streams.consumer_lag import RawLagProbe
 from streams.partitioning import partition_for
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ class IngestBatcher:
         self._thread: Optional[threading.Thread] = None
         self.failure: Optional[BaseException] = None
         self.records_batched = 0
+        self.lag_probe = RawLagProbe(settings.topic(""))
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="ingest-batcher", daemon=True)
@@ -142,6 +144,7 @@ class IngestBatcher:
         try:
             while not self._stopping.is_set():
                 messages = consumer.consume(num_messages=POLL_RECORDS, timeout=POLL_TIMEOUT_S)
+                self.lag_probe.poll(consumer)  # on this thread: it owns the consumer
                 good = [m for m in messages if not consumer_errors.is_error(m)]
                 if not good:
                     continue

@@ -62,6 +62,22 @@ ERP_PUSH_LATENCY = Histogram(
     registry=REGISTRY, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
 )
 
+# Worker health (streams/worker_metrics.py). `topic` is the logical name (`ingest`, `raw.tmall`:
+# no deployment prefix), summed over the partitions this worker holds; the cluster's lag is the sum
+# over workers.
+CONSUMER_LAG = Gauge(
+    "stockstream_consumer_lag", "Records in the topic's partitions this worker consumes that it has not committed yet",
+    ["topic"], registry=REGISTRY,
+)
+REBALANCES = Counter(
+    "stockstream_rebalances_total", "Consumer group rebalances this worker's Faust consumer took part in", registry=REGISTRY,
+)
+TABLE_KEYS = Gauge(
+    "stockstream_table_keys", "Keys (RocksDB estimate) of the table partitions this worker holds actively",
+    ["table"], registry=REGISTRY,
+)
+
+
 def exposition() -> bytes:
     return generate_latest(REGISTRY)
 

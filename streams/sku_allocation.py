@@ -11,6 +11,8 @@ want stock (`StockState.from_dict`) still read new values.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterable, Optional
+
 import orjson
 
 from stockstream.core.allocation import (
@@ -57,8 +59,10 @@ class SkuValue:
         return orjson.dumps(data)
 
 
-def change_record(change: AllocationChangeIntent, movement_ids: list[str]) -> dict:
-    """An AllocationChangeIntent as a stockstream.AllocationChange record."""
+def change_record(change: AllocationChangeIntent, movement_ids: list[str], event_time_ms: Optional[int] = None) -> dict:
+    """An AllocationChangeIntent as a stockstream.AllocationChange record. `event_time_ms`: the
+    platform event time of the newest movement behind it (None: no movement, e.g. a rule
+    change); the channel sink measures end-to-end latency from it."""
     return {
         "sku": change.sku,
         "channel": change.channel,
@@ -71,6 +75,7 @@ def change_record(change: AllocationChangeIntent, movement_ids: list[str]) -> di
         "mode": change.mode,
         "movement_ids": movement_ids,
         "computed_at_ms": change.computed_at_ms,
+        "event_time_ms": event_time_ms,
     }
 
 
@@ -94,6 +99,8 @@ def current_records(allocation: AllocationState, mode: AllocationMode, now_ms: i
             "mode": mode.value,
             "movement_ids": [],
             "computed_at_ms": now_ms,
+            # No new event behind a re-emission: the latency of the first publication was measured.
+            "event_time_ms": None,
         }
         for channel, quantity in allocation.quantities.items()
     ]
@@ -139,6 +146,13 @@ def signal_changes(value: SkuValue, rules: AllocationRules, ats: int, now_ms: in
             del active[REPLENISHMENT]
             out.append({"kind": REPLENISHMENT, "sku": sku, "active": False, "at_ms": now_ms})
     return out
+
+
+def newest_event_time(event_times_ms: Iterable[int]) -> Optional[int]:
+    """The event time an allocation change is measured from: the newest of the movements applied
+    for its SKU in the batch (the change reflects them all; older ones were already late when the
+    newest arrived). None when no movement was applied."""
+    return max(event_times_ms, default=None)
 
 
 def encode_signal(signal: dict) -> bytes:

@@ -35,7 +35,7 @@ from stockstream.core.stock import Outcome, StockState, apply_movement, ats
 from stockstream.rules_topic import settings_default_rules
 from stockstream.settings import Settings
 from streams.normalize import KeyValueStore, quarantine_record
-from streams.sku_allocation import SkuValue, change_record, current_records, encode_signal, signal_changes
+from streams.sku_allocation import SkuValue, change_record, current_records, encode_signal, newest_event_time, signal_changes
 
 # Orders that take units from a listing or give them back: the marketplace moves the listing's
 # stock itself, so the channel is published again (stockstream/core/allocation.py, Re-publishing).
@@ -131,6 +131,7 @@ class StockProcessor:
             value = SkuValue.decode(stored) if stored is not None else SkuValue.new(sku)
             state = value.stock
             applied_ids = []
+            applied_event_times: list[int] = []
             sales: dict[str, int] = {}
             moved_listings: set[str] = set()
             replays = 0
@@ -143,6 +144,7 @@ class StockProcessor:
                     reason = f"movement {movement.movement_id} of type {movement.type.value} cannot be applied"
                 if outcome is Outcome.APPLIED:
                     applied_ids.append(movement.movement_id)
+                    applied_event_times.append(movement.event_time_ms)
                     if movement.channel is not None and movement.type in _LISTING_MOVES:
                         moved_listings.add(movement.channel)
                         if movement.type is MovementType.RESERVE:
@@ -158,7 +160,8 @@ class StockProcessor:
             if applied_ids:
                 output.applied += len(applied_ids)
                 output.ats_records.append((key, codec.encode(ATS_SNAPSHOT, snapshot_record(state, applied_ids, now_ms))))
-                self._allocate(key, value, now_ms, output, applied_ids, sales, moved_listings)
+                self._allocate(key, value, now_ms, output, applied_ids, sales, moved_listings,
+                               event_time_ms=newest_event_time(applied_event_times))
                 store.put(key, value.encode())
             elif replays == len(movements):
                 self._reemit(key, value, now_ms, output)
@@ -186,7 +189,7 @@ class StockProcessor:
 
     def _allocate(
         self, key: bytes, value: SkuValue, now_ms: int, output: StockOutput, movement_ids: list[str],
-        sales: Optional[dict[str, int]], moved_listings: Iterable[str] = (),
+        sales: Optional[dict[str, int]], moved_listings: Iterable[str] = (), event_time_ms: Optional[int] = None,
     ) -> None:
         state = value.stock
         rules = self.rules.rules_for(state.sku)
@@ -196,7 +199,7 @@ class StockProcessor:
             sales_by_channel=sales, presale_allowance=state.presale_allowance, republish=moved_listings,
         )
         for change in changes:
-            output.allocation_records.append((key, codec.encode(ALLOCATION_CHANGE, change_record(change, movement_ids))))
+            output.allocation_records.append((key, codec.encode(ALLOCATION_CHANGE, change_record(change, movement_ids, event_time_ms))))
             output.allocation_changes[change.channel] += 1
         for signal in signal_changes(value, rules, current_ats, now_ms, self.settings):
             output.signal_records.append((key, encode_signal(signal)))

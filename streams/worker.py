@@ -12,6 +12,7 @@ from streams.app import create_app
 from streams.catalog_feed import CatalogFeed, CatalogFeedService
 from streams.ingest import IngestBatcher
 from streams.rules_feed import RulesFeed, rules_feed_service
+from streams.worker_metrics import WorkerMetricsService
 
 
 class IngestBatcherService(mode.Service):
@@ -52,6 +53,7 @@ def run_worker(settings: Settings) -> None:
 
     services = (
         IngestBatcherService(settings), CatalogFeedService(feed), rules_feed_service(rules), RetrierService(settings, feed),
+        WorkerMetricsService(pipeline.app, {"orders": pipeline.orders, "stock": pipeline.stock}, settings.topic("")),
     )
     worker = faust.Worker(pipeline.app, *services, loglevel=settings.log_level, quiet=True)
     # Faust's spinner sets the root logger to DEBUG at WARN level: every debug call in faust and

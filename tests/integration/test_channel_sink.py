@@ -104,6 +104,7 @@ def allocation_records(shops: Shops, deliveries=DELIVERIES, skus=SKUS, platforms
                     "sku": sku, "channel": shops.channel(p), "quantity": quantity(i, version),
                     "previous_quantity": quantity(i, version - 1), "version": version, "ats": 1000, "ats_version": version,
                     "rule_version": 1, "mode": "shared", "movement_ids": [f"m-{version}"], "computed_at_ms": _now_ms(),
+                    "event_time_ms": _now_ms(),
                 }
                 records.append((sku.encode(), encode(names.ALLOCATION_CHANGE, record), None))
     return records
@@ -173,6 +174,7 @@ async def test_latest_quantities_reach_every_shop_under_faults_and_bad_skus_are_
             (BAD.encode(), encode(names.ALLOCATION_CHANGE, {
                 "sku": BAD, "channel": shops.channel("jd"), "quantity": 5, "previous_quantity": 0, "version": 1, "ats": 5,
                 "ats_version": 1, "rule_version": 1, "mode": "shared", "movement_ids": [], "computed_at_ms": _now_ms(),
+                "event_time_ms": None,
             }), None)
         ]
         half = len(records) // 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import urllib.request
 
 import pytest
@@ -46,5 +47,20 @@ def test_tmall_messages_with_duplicates_give_exact_ats(settings):
         assert sample(exposition, 'stockstream_movements_total{type="RESERVE"}') > 0
         assert sample(exposition, "stockstream_ats_updates_total") > 0
         assert sample(exposition, "stockstream_ingest_batcher_up") == 1
+        assert sample(exposition, "stockstream_rebalances_total") >= 1
+        # Refreshed on timers (lag 5 s, table sizes 30 s): everything is processed, so the lag
+        # reads 0 and the stock table holds the 25 SKUs (RocksDB's estimate) within ~35 s.
+        health = {
+            'stockstream_consumer_lag{topic="raw.tmall"}': lambda v: v == 0,
+            'stockstream_consumer_lag{topic="ingest"}': lambda v: v == 0,
+            'stockstream_table_keys{table="stock"}': lambda v: v > 0,
+        }
+        deadline = time.monotonic() + 45
+        while not all(f"{series} " in exposition and ok(sample(exposition, series)) for series, ok in health.items()):
+            assert time.monotonic() < deadline, "\n".join(
+                line for line in exposition.splitlines() if "consumer_lag" in line or "table_keys" in line
+            )
+            time.sleep(1)
+            exposition = scrape(worker)
     finally:
         worker.stop()

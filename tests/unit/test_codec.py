@@ -108,6 +108,7 @@ SAMPLES = {
         "mode": "split",
         "movement_ids": [SHIP.movement_id],
         "computed_at_ms": 1_717_000_000_200,
+        "event_time_ms": 1_717_000_000_050,
     },
     names.ERP_JOURNAL_ENTRY: {
         "external_id": "SKU-RED-M|SH-BONDED-01|SALE_SHIPMENT|1717000000000",
@@ -205,7 +206,7 @@ def test_unknown_fingerprint_names_it():
         (GOOD[:7], "7 bytes is shorter than the 10-byte single-object header"),
         (b"{" + GOOD[1:], "not Avro single-object encoding: first bytes are 7b01, expected c301"),
         (b"\x00" * 20, "first bytes are 0000"),
-        (GOOD[:-1], "truncated: the stockstream.AllocationChange body ends after 68 bytes"),
+        (GOOD[:-1], "truncated: the stockstream.AllocationChange body ends after 75 bytes"),
         (GOOD[: HEADER_SIZE + 3], "truncated: .* ends after 3 bytes"),
         (GOOD + b"\x00\x00", "2 trailing bytes after the stockstream.AllocationChange body"),
         (GOOD[:HEADER_SIZE] + b"\x04\xff\xfe" + GOOD[HEADER_SIZE + 3 :], "body .* does not parse: UnicodeDecodeError"),
