@@ -98,6 +98,10 @@ class DouyinAdapter(AdapterBase):
         self.url = ""
         self._runner: Optional[web.AppRunner] = None
         self._active_sink: Optional[Sink] = None
+        # Message ids being written by a push in progress. Douyin retries a push it has not seen
+        # answered and sends duplicates, concurrently: a second delivery of a message another
+        # request is writing waits for that write instead of writing the message again.
+        self._writing: dict[str, asyncio.Future[None]] = {}
 
     # ---------------------------------------------------------------- receiver
 
@@ -180,6 +184,8 @@ class DouyinAdapter(AdapterBase):
         records: list[RawRecord] = []
         orders: dict[tuple[str, str], ShopCredentials] = {}
         ids: list[str] = []
+        in_flight: list[asyncio.Future[None]] = []
+        new_ids: list[str] = []
         duplicates = 0
         for m in messages:
             if not isinstance(m, dict):
@@ -189,6 +195,9 @@ class DouyinAdapter(AdapterBase):
             seen = self.seen(msg_id)
             if msg_id and msg_id in ids:  # the same message twice in one push
                 seen = Seen.COMPLETE
+            elif seen == Seen.NEW and msg_id in self._writing:
+                in_flight.append(self._writing[msg_id])
+                seen = Seen.WRITTEN
             ids.append(msg_id)
             try:
                 data = base.nested_json(m.get("data"), "data")
@@ -201,6 +210,8 @@ class DouyinAdapter(AdapterBase):
             shop_id = shop.shop_id if shop is not None else str(data.get("shop_id") or "")
             key = str(p_id) if p_id not in (None, "") else f"push-{msg_id}"
             if seen == Seen.NEW:
+                if msg_id:
+                    new_ids.append(msg_id)
                 records.append(
                     base.raw_record(
                         platform=self.platform, shop=shop_id, kind=douyin.KIND_PUSH, key=key,
@@ -211,7 +222,27 @@ class DouyinAdapter(AdapterBase):
                 duplicates += 1
             if self.fetch_detail and shop is not None and p_id not in (None, "") and seen != Seen.COMPLETE:
                 orders[(shop.shop_id, str(p_id))] = shop
-        await sink(self.platform, records)
+        loop = asyncio.get_running_loop()
+        writing = {msg_id: loop.create_future() for msg_id in new_ids if msg_id not in self._writing}
+        self._writing.update(writing)
+        try:
+            await sink(self.platform, records)
+        except BaseException as exc:
+            failure = exc if isinstance(exc, Exception) else RuntimeError(f"write interrupted: {exc!r}")
+            for fut in writing.values():
+                fut.set_exception(failure)
+                fut.exception()  # retrieved: a failed write nobody waits for is not an error to log
+            raise
+        else:
+            for fut in writing.values():
+                fut.set_result(None)
+        finally:
+            for msg_id, fut in writing.items():
+                if self._writing.get(msg_id) is fut:
+                    del self._writing[msg_id]
+        # Another request's write of a message in this push: answered only once it is in Kafka
+        # (if it failed, this push is refused too and comes back).
+        await asyncio.gather(*in_flight)
         self.delivered.mark(ids, Seen.WRITTEN)
         self.counters["published"] += len(records)
         details = []
