@@ -12,8 +12,9 @@ assigned partition. Delivery is at-least-once with identical re-emissions:
   bound it once ledgers get long.
 
 Idle windows close by wall clock only when this consumer has read up to the partition's high
-watermark as fetched after the clock was read: records the broker appends later carry later
-timestamps (LogAppendTime), so they could not have belonged to the closed windows.
+watermark as fetched after the clock was read: records appended later are stamped later (the
+producer's CreateTime, a worker's clock at send time) and a record stamped into a window already
+closed goes into the next one (the effective time, see stockstream/core/journal.py).
 """
 
 from __future__ import annotations

@@ -22,10 +22,10 @@ stockstream shows, whatever the movement:
 Entries whose movements sum to 0 are not emitted: the ERP takes adjustments, and a zero adjustment
 is none. The ledger keeps every movement for audit.
 
-**Windows are deterministic.** A record's window comes from its Kafka timestamp (the topic uses
-LogAppendTime, so timestamps grow along the partition). Each partition keeps an effective time
-``H``: a record's effective time is ``max(its timestamp, H)`` and becomes the new ``H``, so windows
-follow offsets even if the broker clock steps back. A window ``[w, w+W)`` closes when a record with
+**Windows are deterministic.** A record's window comes from its Kafka timestamp (stored in the
+log, so a re-read sees the same one). Each partition keeps an effective time ``H``: a record's
+effective time is ``max(its timestamp, H)`` and becomes the new ``H``, so windows follow offsets
+even if timestamps step back (a worker with a slower clock taking the partition over). A window ``[w, w+W)`` closes when a record with
 effective time ``>= w + W + grace`` arrives, or, with the consumer caught up, when the wall clock
 passes ``w + W + grace`` (idle flush; the window's end is then folded into ``H``, so a record the
 broker stamps into an already closed window goes into the next one instead).
