@@ -34,7 +34,7 @@ def test_kill_minus_9_twice_mid_stream_keeps_ats_exact(settings):
         unprocessed_at_kill = []
         for _crash in range(2):
             publisher.publish("tmall", (next(messages) for _ in range(7_000)))
-            time.sleep(1.5)  # mid-stream: the worker is busy with this chunk
+            time.sleep(0.7)  # mid-stream: the worker is busy with this chunk
             unprocessed_at_kill.append(pipeline_lag(settings))
             worker.kill()
             worker.start()
