@@ -1,13 +1,16 @@
 """`stockstream demo`: the whole pipeline on one machine, in one command.
 
 Starts the embedded Kafka broker (unless STOCKSTREAM_BOOTSTRAP_SERVERS points elsewhere and
-answers), creates the topics, starts a worker process, stocks a warehouse, and lets simulated
-Tmall shoppers order at a steady rate (with marketplace-style duplicates) while a live table shows
-each SKU's available-to-sell as the worker publishes it. Ctrl-C stops everything it started.
+answers), creates the topics, starts a worker process, and replays simulated marketplace traffic
+at a steady rate: orders from Tmall, JD, Douyin and Pinduoduo shops in each platform's own
+payloads (with redeliveries and reordering), plus the warehouse feed (receipts, transfers, customs
+holds, returns, stock counts). A live table shows each SKU's available-to-sell and the quantity
+allocated to every shop as the worker publishes them. Ctrl-C stops everything it started.
 """
 
 from __future__ import annotations
 
+import itertools
 import signal
 import threading
 import time
@@ -20,32 +23,55 @@ from rich.live import Live
 from rich.table import Table
 
 from connectors.publisher import RawPublisher
-from connectors.simulators.tmall_traffic import TmallTraffic
+from connectors.simulators.traffic import generate
 from schemas import codec
-from schemas.names import ATS_SNAPSHOT
+from schemas.names import ALLOCATION_CHANGE, ATS_SNAPSHOT
 from stockstream.process import WorkerProcess
-from stockstream.settings import Settings
-from stockstream.topics import ATS, ensure_topics
+from stockstream.settings import Settings, ShopCredentials
+from stockstream.topics import ALLOCATIONS, ATS, ensure_topics
 
-SKUS = [f"SKU-{n:03d}" for n in range(1, 13)]
+SKUS = 12
+EVENTS = 40_000
 
 
 @dataclass
 class AtsBoard:
-    """Latest ATS snapshot per SKU, read from the compacted `ats` topic."""
+    """Latest ATS snapshot per SKU (compacted `ats` topic) and latest allocation per SKU and shop
+    (`allocations`, highest version wins)."""
 
     latest: dict[str, dict] = field(default_factory=dict)
+    allocated: dict[str, dict[str, tuple[int, int]]] = field(default_factory=dict)  # sku -> channel -> (version, qty)
     updates: int = 0
+    allocation_changes: int = 0
+    skus: frozenset[str] = frozenset()  # shown (the topics may hold SKUs of earlier demo runs)
 
-    def render(self, orders_sent: int, started: float) -> Table:
-        table = Table(title=f"stockstream demo: live available-to-sell  ({orders_sent} raw messages sent, "
-                      f"{self.updates} ATS updates, {time.monotonic() - started:.0f}s)  Ctrl-C to stop")
-        for column in ("SKU", "ATS", "on hand", "reserved", "by channel", "version"):
-            table.add_column(column, justify="right" if column not in ("SKU", "by channel") else "left")
+    def apply(self, topic: str, value: bytes, ats_topic: str) -> None:
+        if topic == ats_topic:
+            snapshot = codec.decode(value, ATS_SNAPSHOT)
+            if self.skus and snapshot["sku"] not in self.skus:
+                return
+            self.latest[snapshot["sku"]] = snapshot
+            self.updates += 1
+            return
+        change = codec.decode(value, ALLOCATION_CHANGE)
+        channels = self.allocated.setdefault(change["sku"], {})
+        if change["version"] > channels.get(change["channel"], (0, 0))[0]:
+            channels[change["channel"]] = (change["version"], change["quantity"])
+            self.allocation_changes += 1
+
+    def render(self, sent: int, started: float) -> Table:
+        table = Table(title=f"stockstream demo: live available-to-sell and allocation  ({sent} raw messages sent, "
+                      f"{self.updates} ATS updates, {self.allocation_changes} allocation changes, "
+                      f"{time.monotonic() - started:.0f}s)  Ctrl-C to stop")
+        for column in ("SKU", "ATS", "on hand", "reserved", "allocated per shop", "version"):
+            table.add_column(column, justify="right" if column not in ("SKU", "allocated per shop") else "left")
         for sku in sorted(self.latest):
             snap = self.latest[sku]
-            channels = ", ".join(f"{c} {q}" for c, q in sorted(snap["reserved_by_channel"].items())) or "-"
-            table.add_row(sku, str(snap["ats"]), str(snap["sellable_on_hand"]), str(snap["reserved"]), channels,
+            allocated = ", ".join(
+                f"{channel.split(':')[0]}:{channel.split(':')[1][-4:]} {qty}"
+                for channel, (_version, qty) in sorted(self.allocated.get(sku, {}).items())
+            ) or "-"
+            table.add_row(sku, str(snap["ats"]), str(snap["sellable_on_hand"]), str(snap["reserved"]), allocated,
                           str(snap["version"]))
         return table
 
@@ -57,7 +83,7 @@ def _ats_consumer(settings: Settings) -> Consumer:
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
     })
-    consumer.subscribe([settings.topic(ATS.name)])
+    consumer.subscribe([settings.topic(ATS.name), settings.topic(ALLOCATIONS.name)])
     return consumer
 
 
@@ -75,14 +101,20 @@ def _start_broker_if_needed(settings: Settings, console: Console):
     return broker
 
 
-def run_demo(settings: Settings, rate_per_second: float = 20.0, duration: float | None = None) -> None:
+def run_demo(settings: Settings, rate_per_second: float = 20.0, duration: float | None = None) -> "AtsBoard | None":
+    """Runs until Ctrl-C (or `duration`); returns the board as it was at the end."""
     console = Console()
+    board = None
     broker = _start_broker_if_needed(settings, console)
     worker = None
     stop = threading.Event()
     # Ctrl-C and SIGTERM end the loop at its next turn; a KeyboardInterrupt raised inside a
     # librdkafka call would be deferred until that call returns, and could skip the cleanup.
     previous_handlers = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    # Simulated shops of the four marketplaces (dummy credentials): the worker allocates to them.
+    traffic = generate(skus=SKUS, events=EVENTS, duplicate_rate=0.1, reorder=0.2, seed=int(time.time()) % 100_000)
+    if not settings.shops:
+        settings = settings.model_copy(update={"shops": [ShopCredentials(**shop) for shop in traffic.shop_settings()]})
     try:
         ensure_topics(settings)
         console.print(f"starting a worker (web API on http://{settings.web_host}:{settings.web_port}/ats/<sku>)...")
@@ -90,11 +122,10 @@ def run_demo(settings: Settings, rate_per_second: float = 20.0, duration: float 
         worker.wait_ready(timeout=120)
         if stop.is_set():
             return
-        traffic = TmallTraffic(skus=SKUS, receipt_units=500, duplicate_rate=0.1, seed=int(time.time()))
+        records = iter(traffic)
         publisher = RawPublisher(settings)
-        publisher.publish("warehouse", traffic.receipts())
-        messages = traffic.messages(10**7)
-        board, consumer, sent = AtsBoard(), _ats_consumer(settings), 0
+        board, consumer, sent = AtsBoard(skus=frozenset(traffic.truth.skus())), _ats_consumer(settings), 0
+        ats_topic = settings.topic(ATS.name)
         started = time.monotonic()
         with Live(board.render(sent, started), console=console, refresh_per_second=4) as live:
             while not stop.is_set() and (duration is None or time.monotonic() - started < duration):
@@ -102,12 +133,11 @@ def run_demo(settings: Settings, rate_per_second: float = 20.0, duration: float 
                     raise RuntimeError(f"worker exited:\n{worker.log_tail()}")
                 due = int((time.monotonic() - started) * rate_per_second) - sent
                 if due > 0:
-                    sent += publisher.publish("tmall", (next(messages) for _ in range(due)))
+                    batch = list(itertools.islice(records, due))
+                    sent += publisher.publish_all(batch) if batch else 0
                 for message in consumer.consume(num_messages=500, timeout=0.25):
                     if message.error() is None:
-                        snapshot = codec.decode(message.value(), ATS_SNAPSHOT)
-                        board.latest[snapshot["sku"]] = snapshot
-                        board.updates += 1
+                        board.apply(message.topic(), message.value(), ats_topic)
                 live.update(board.render(sent, started))
         consumer.close()
     except KeyboardInterrupt:
@@ -122,3 +152,4 @@ def run_demo(settings: Settings, rate_per_second: float = 20.0, duration: float 
             console.print("stopping the embedded Kafka broker (its data is kept)...")
             broker.stop()
         console.print("demo stopped.")
+    return board
