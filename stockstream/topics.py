@@ -72,9 +72,9 @@ MOVEMENTS = TopicSpec(
     "the ledger: every inventory movement, keyed by master SKU, micro-batched per partition",
     retention_ms=-1,
     schema="stockstream.MovementBatch",
-    # CreateTime, deliberately: with LogAppendTime the crash-recovery tests lost or doubled a few
-    # movements in 2 of 5 runs (not in 4 runs without it; cause not found). The ERP journal's
-    # windows stay deterministic either way (its effective time follows offsets).
+    # CreateTime (the default). LogAppendTime was tried for the ERP journal and dropped while
+    # chasing an intermittent crash-recovery fault that later showed up without it too (issue 4).
+    # The journal's windows are deterministic either way: its effective time follows offsets.
 )
 ATS = TopicSpec("ats", "latest available-to-sell per master SKU", compacted=True, schema="stockstream.AtsSnapshot")
 ALLOCATION_RULES = TopicSpec("allocation-rules", "allocation rule sets per SKU and channel defaults", compacted=True)
