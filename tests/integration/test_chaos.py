@@ -339,6 +339,12 @@ async def test_kills_a_broker_restart_channel_faults_and_an_erp_outage(local_kaf
         await rig.stop()
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason="open bug (issue 4): passed in its author's runs and in one fresh-clone CI run, failed in the next; "
+    "the same undiagnosed fault as the Tmall crash test, where a contiguous range of one raw partition's "
+    "records never reached the ledger after a SIGKILL.",
+)
 async def test_two_workers_one_killed_the_survivor_takes_over(settings, tmp_path):
     started = time.monotonic()
     rng = random.Random(808)
