@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 
 # A rewind that does not seem to take (records past the gap keep coming) is repeated this often.
 REWIND_AGAIN_AFTER_S = 2.0
+# A partition still waiting for its start this long after its first record: seek all partitions
+# to their committed offsets again (a safety valve; a fresh-clone CI run stalled once after a
+# SIGKILL with this fix, cause not found yet).
+RESEEK_WAITING_AFTER_S = 10.0
 
 TopicPartition = tuple[str, int]
 
@@ -54,6 +58,7 @@ class OffsetCursor:
 
     topics: frozenset[str]
     next_offsets: dict[TopicPartition, Optional[int]] = field(default_factory=dict)
+    waiting_since: Optional[float] = None
     rewound_at: dict[TopicPartition, tuple[int, float]] = field(default_factory=dict)
 
     def guards(self, topic: str) -> bool:
@@ -66,6 +71,7 @@ class OffsetCursor:
             if topic in self.topics:
                 self.next_offsets[(topic, partition)] = offset if offset is not None and offset >= 0 else None
                 self.rewound_at.pop((topic, partition), None)
+        self.waiting_since = None
 
     def admit(self, tp: TopicPartition, offset: int) -> Verdict:
         if tp not in self.next_offsets:
@@ -81,6 +87,16 @@ class OffsetCursor:
 
     def expected(self, tp: TopicPartition) -> Optional[int]:
         return self.next_offsets.get(tp)
+
+    def should_reseek(self, now: float) -> bool:
+        """Called for a record that must wait: True once it has waited too long (then again later)."""
+        if self.waiting_since is None:
+            self.waiting_since = now
+            return False
+        if now - self.waiting_since < RESEEK_WAITING_AFTER_S:
+            return False
+        self.waiting_since = now
+        return True
 
     def should_rewind(self, tp: TopicPartition, now: float) -> bool:
         """True once per gap, and again if the rewind has not taken after a while."""
@@ -145,6 +161,9 @@ async def in_offset_order(consumer: Any, stream: Any, agent: str) -> AsyncIterat
             # Not acknowledged and not processed: it is read again after the seek or rewind. Faust
             # would wait for its acknowledgement at shutdown; it is not in flight any more.
             consumer._unacked_messages.discard(message)
+            if verdict is Verdict.WAIT and cursor.should_reseek(time.monotonic()):
+                log.warning("%s: %s/%d still has no start offset: seeking to the committed offsets again", agent, message.topic, message.partition)
+                await consumer.perform_seek()
             if verdict is Verdict.GAP and cursor.should_rewind(tp, time.monotonic()):
                 expected = cursor.expected(tp)
                 metrics.INPUT_GAPS.labels(agent).inc()

@@ -36,6 +36,15 @@ def test_other_topics_are_left_alone_by_reset():
     assert not cursor.guards("t.stock-changelog")
 
 
+def test_a_partition_waiting_too_long_asks_for_a_seek_to_the_committed_offsets():
+    cursor = OffsetCursor(frozenset({TOPIC}))
+    assert not cursor.should_reseek(now=100.0)
+    assert not cursor.should_reseek(now=105.0)
+    assert cursor.should_reseek(now=111.0)
+    cursor.reset({(TOPIC, 0): 3})
+    assert cursor.waiting_since is None
+
+
 def test_a_rewind_is_asked_once_per_gap_and_again_if_it_did_not_take():
     cursor = OffsetCursor(frozenset({TOPIC}))
     cursor.reset({(TOPIC, 0): 6})
