@@ -26,11 +26,6 @@ REPLAYS_SUPPRESSED = Counter(
     "stockstream_replayed_movements_suppressed_total",
     "Movements the stock agent had already applied (redelivered after a crash or rebalance)", registry=REGISTRY,
 )
-INPUT_GAPS = Counter(
-    "stockstream_input_gaps_total",
-    "Records an agent was handed past the offset it expected (records not delivered); it rewound to read them",
-    ["agent"], registry=REGISTRY,
-)
 ATS_UPDATES = Counter("stockstream_ats_updates_total", "ATS snapshots published", registry=REGISTRY)
 DETAIL_REQUESTS = Counter(
     "stockstream_order_detail_requests_total", "Status-only notifications held until the order detail arrives",

