@@ -3,7 +3,9 @@
 Agents are thin: decode a batch record, hand it to a plain processor (streams/normalize.py,
 streams/stock.py) together with the table it may read and write, emit what the processor returns.
 Every agent runs with concurrency 1 per partition: with more, Faust can commit an offset past an
-event still being processed (faust-streaming#606).
+event still being processed (faust-streaming#606). And every agent iterates through
+`in_offset_order`: it processes each partition's records in offset order with no gaps, whatever
+Faust's fetcher hands it around restarts and rebalances (streams/in_order.py).
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import faust
 from stockstream.settings import Settings
 from stockstream.topics import ALLOCATION_COMMANDS, ALLOCATIONS, ATS, INGEST, MOVEMENTS, QUARANTINE, RETRY, SIGNALS
 from streams import faust_patches, metrics
+from streams.in_order import guard_topics, in_offset_order
+from streams.rewinder import INTERVAL_S as REWIND_INTERVAL_S, faust_rewinder
 from streams.tables import TableStore
 
 if TYPE_CHECKING:
@@ -71,6 +75,14 @@ def create_app(
         consumer_group_instance_id=settings.worker_instance_id(),
         broker_session_timeout=settings.consumer_session_timeout_s,
     )
+    # Every agent topic is guarded: processed in offset order, without gaps (streams/in_order.py).
+    cursor = guard_topics(app.consumer, [settings.topic(spec.name) for spec in (INGEST, RETRY, MOVEMENTS, ALLOCATION_COMMANDS)])
+    rewinder = faust_rewinder(app.consumer, cursor)
+
+    @app.timer(REWIND_INTERVAL_S, traced=False)
+    async def rewind_gaps() -> None:
+        await rewinder.run_once()
+
     orders = _bytes_table(app, "orders", settings)
     stock = _bytes_table(app, "stock", settings)
     pipeline = Pipeline(app=app, settings=settings, orders=orders, stock=stock)
@@ -122,7 +134,7 @@ def _wire_order_agent(pipeline: Pipeline, catalog_feed: Optional["CatalogFeed"] 
     @app.agent(ingest, name="normalize", concurrency=1)
     async def normalize(stream):
         await catalog_loaded()
-        async for event in stream.events():
+        async for event in in_offset_order(app.consumer, stream.noack(), "normalize"):
             started = time.perf_counter()
             await emit(normalizer.process(event.value, event.message.partition, TableStore(pipeline.orders)), started)
 
@@ -131,7 +143,7 @@ def _wire_order_agent(pipeline: Pipeline, catalog_feed: Optional["CatalogFeed"] 
     @app.agent(retry, name="normalize-retry", concurrency=1)
     async def normalize_retry(stream):
         await catalog_loaded()
-        async for event in stream.events():
+        async for event in in_offset_order(app.consumer, stream.noack(), "normalize-retry"):
             message = event.message
             origin = retry_origin(message.partition, message.offset)
             started = time.perf_counter()
@@ -176,7 +188,7 @@ def _wire_stock_agent(pipeline: Pipeline, rules_feed: Optional["RulesFeed"] = No
     @app.agent(movements, name="stock", concurrency=1)
     async def apply_movements(stream):
         await rules_loaded()
-        async for event in stream.events():
+        async for event in in_offset_order(app.consumer, stream.noack(), "stock"):
             message = event.message
             source = (message.topic, message.partition, message.offset)
             async with sending:
@@ -189,7 +201,7 @@ def _wire_stock_agent(pipeline: Pipeline, rules_feed: Optional["RulesFeed"] = No
     @app.agent(commands, name="allocation-commands", concurrency=1)
     async def apply_commands(stream):
         await rules_loaded()
-        async for event in stream.events():
+        async for event in in_offset_order(app.consumer, stream.noack(), "allocation-commands"):
             message = event.message
             try:
                 command = decode_command(event.value)

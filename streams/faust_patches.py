@@ -1,4 +1,9 @@
-"""A fix to faust-streaming 0.15.3 that the exactness of the tables depends on.
+"""Fixes to faust-streaming 0.15.3 that the exactness of the tables depends on.
+
+1. Changelog records acknowledged before an offset commit (below).
+2. No gap in an agent topic counted as processed (`_add_gap`, with streams/in_order.py).
+
+Changelog before commit.
 
 Faust commits a consumer offset only after ``producer.flush()``, so that the changelog records of
 the table writes made by the events before that offset are in Kafka first. But its
@@ -21,7 +26,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from faust.transport.consumer import Consumer
 from faust.transport.producer import ProducerBuffer
+
+from streams.in_order import cursor_of
 
 _UNACKED = "_stockstream_unacked"
 _FAILED = "_stockstream_send_failures"
@@ -79,4 +87,42 @@ def install() -> None:
 
     ProducerBuffer.put = put  # type: ignore[method-assign]
     ProducerBuffer.flush = flush  # type: ignore[method-assign]
+    _install_offset_order()
     _installed = True
+
+
+def _install_offset_order() -> None:
+    """Faust's consumer counts a jump in a partition's offsets as a gap in the log (compaction,
+    transaction markers) and the skipped offsets as processed. In the topics streams/in_order.py
+    guards, a jump means records were not delivered: they must stay unprocessed, so the commit
+    stops before them and the agent rewinds to fetch them. And every seek to the committed
+    offsets (after a rebalance or recovery) restarts the agents' expected offsets from there."""
+    from faust.transport.drivers.aiokafka import Consumer as AIOKafkaConsumer
+
+    original_add_gap = Consumer._add_gap
+    original_seek_to_committed = AIOKafkaConsumer.seek_to_committed
+
+    async def _add_gap(self: Consumer, tp: Any, offset_from: int, offset_to: int) -> None:
+        cursor = cursor_of(self)
+        if cursor is not None and cursor.guards(tp.topic):
+            return
+        await original_add_gap(self, tp, offset_from, offset_to)
+
+    async def seek_to_committed(self: Any) -> Any:
+        committed = await original_seek_to_committed(self)
+        cursor = cursor_of(self)
+        if cursor is not None and committed:
+            # aiokafka seeks only to committed offsets above 0. A partition with none (or 0)
+            # starts at its log start (auto_offset_reset=earliest): seek there too, or records
+            # fetched before this seek and dropped as too early are never fetched again (seen
+            # here: a partition that waited for its start, then sat with lag for good).
+            unseeked = [tp for tp, offset in committed.items() if cursor.guards(tp.topic) and not (offset and offset > 0)]
+            starts = await self.earliest_offsets(*unseeked) if unseeked else {}
+            thread = self._thread
+            for tp, start in starts.items():
+                await thread.call_thread(thread.seek, tp, start)
+            cursor.reset({**committed, **starts})
+        return committed
+
+    Consumer._add_gap = _add_gap  # type: ignore[method-assign]
+    AIOKafkaConsumer.seek_to_committed = seek_to_committed  # type: ignore[method-assign]

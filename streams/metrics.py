@@ -26,6 +26,17 @@ REPLAYS_SUPPRESSED = Counter(
     "stockstream_replayed_movements_suppressed_total",
     "Movements the stock agent had already applied (redelivered after a crash or rebalance)", registry=REGISTRY,
 )
+INPUT_GAPS = Counter(
+    "stockstream_input_gaps_total",
+    "Records an agent was handed past the offset it expected (records not delivered); it rewound to read them",
+    ["agent"], registry=REGISTRY,
+)
+INPUT_REWINDS = Counter(
+    "stockstream_input_rewinds_total",
+    "Seeks the rewinder asked of the consumer so that agents read every record: gap (records past the expected one "
+    "arrived), stalled (no progress while the log holds more), start (no start offset yet: seek to the committed ones)",
+    ["reason"], registry=REGISTRY,
+)
 ATS_UPDATES = Counter("stockstream_ats_updates_total", "ATS snapshots published", registry=REGISTRY)
 DETAIL_REQUESTS = Counter(
     "stockstream_order_detail_requests_total", "Status-only notifications held until the order detail arrives",
