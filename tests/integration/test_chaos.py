@@ -263,12 +263,6 @@ def chaos_settings(bootstrap: str, tmp_path: Path) -> Settings:
 
 
 @pytest.mark.timeout(1200)  # 131 s on a quiet machine; a loaded CI box needed more than 600
-@pytest.mark.xfail(
-    strict=False,
-    reason="open bug (issue 4): one fresh-clone CI run did not converge within 600 s, in the run where the "
-    "Tmall crash test lost input; likely the same fault: after a restart Faust hands the agents records out "
-    "of offset order (fix on branch in-order-delivery, not merged: it can stall).",
-)
 async def test_kills_a_broker_restart_channel_faults_and_an_erp_outage(local_kafka_factory, tmp_path):
     started = time.monotonic()
     rng = random.Random(707)
@@ -339,12 +333,6 @@ async def test_kills_a_broker_restart_channel_faults_and_an_erp_outage(local_kaf
         await rig.stop()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open bug (issue 4): failed in one fresh-clone CI run with the crash test's fault: after a "
-    "restart Faust hands the agents records out of offset order and commits offsets it never delivered "
-    "(fix on branch in-order-delivery, not merged: it can stall).",
-)
 async def test_two_workers_one_killed_the_survivor_takes_over(settings, tmp_path):
     started = time.monotonic()
     rng = random.Random(808)

@@ -20,12 +20,6 @@ from tests.support.ats import ats_over_http, wait_for_expected
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open bug (issue 4), diagnosed: after a restart Faust hands the agents records out of offset order "
-    "and commits offsets it never delivered, so the tables' replay marks pass unprocessed records (3 of 12 "
-    "runs under load). The fix (in-order agents, branch in-order-delivery) still stalls the pipeline at times.",
-)
 def test_kill_minus_9_twice_mid_stream_keeps_ats_exact(settings):
     ensure_topics(settings)
     traffic = TmallTraffic(skus=[f"SKU-{i:03d}" for i in range(200)], duplicate_rate=0.2, seed=5)
