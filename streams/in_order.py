@@ -66,6 +66,7 @@ class Gap:
     expected: int
     asked_at: Optional[float] = None  # when a rewind was last asked for; None: not yet
     reported: bool = False  # counted and logged once per gap, not once per record past it
+    asks: int = 0  # rewinds asked for it: more than one means the first did not take
 
 
 @dataclass
@@ -127,8 +128,25 @@ class OffsetCursor:
         for tp, gap in self.gaps.items():
             if gap.asked_at is None or now - gap.asked_at >= REWIND_AGAIN_AFTER_S:
                 gap.asked_at = now
+                gap.asks += 1
                 due[tp] = gap.expected
         return due
+
+    def repeated(self, due: Mapping[TopicPartition, int]) -> list[TopicPartition]:
+        """Of the rewinds `due`, those asked before: their first rewind did not take."""
+        return [tp for tp in due if tp in self.gaps and self.gaps[tp].asks > 1]
+
+    def skip_expired(self, tp: TopicPartition, log_start: int) -> int:
+        """The partition's log now starts past its expected offset: retention deleted records no
+        worker processed. They cannot be fetched again, and rewinding to them would loop for good
+        (the fetcher resets to the log start, which is past the expected offset: a gap again).
+        Go on from the log start; returns how many offsets were lost (0: nothing expired)."""
+        expected = self.next_offsets.get(tp)
+        if expected is None or log_start <= expected:
+            return 0
+        self.next_offsets[tp] = log_start
+        self.gaps.pop(tp, None)
+        return log_start - expected
 
     def note_stalls(self, now: float, highwaters: Mapping[TopicPartition, Optional[int]]) -> list[TopicPartition]:
         """Partitions whose log holds their expected offset but which processed nothing for a

@@ -37,6 +37,12 @@ INPUT_REWINDS = Counter(
     "arrived), stalled (no progress while the log holds more), start (no start offset yet: seek to the committed ones)",
     ["reason"], registry=REGISTRY,
 )
+INPUT_EXPIRED = Counter(
+    "stockstream_input_expired_records_total",
+    "Records of an agent topic deleted by retention before any worker processed them (lost: the lag exceeded the "
+    "topic's retention); the partition goes on from its log start",
+    ["topic"], registry=REGISTRY,
+)
 ATS_UPDATES = Counter("stockstream_ats_updates_total", "ATS snapshots published", registry=REGISTRY)
 DETAIL_REQUESTS = Counter(
     "stockstream_order_detail_requests_total", "Status-only notifications held until the order detail arrives",

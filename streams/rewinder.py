@@ -6,7 +6,10 @@ partition back to its expected offset, and asks again while the expected record 
 A partition that has records but no start offset after a while gets a seek to the committed
 offsets, which resets its start. A partition whose log holds records past what its agent
 processed, and which has made no progress for a while, is rewound too: whatever lost its
-records, they are fetched again. Each request is bounded: a seek that hangs (around a broker
+records, they are fetched again. A rewind that did not take is checked against the log start:
+records deleted by retention before any worker processed them cannot come again, so the
+partition goes on from its log start, and the loss is logged and counted (an SRE must know:
+those orders and movements are missing from the numbers). Each request is bounded: a seek that hangs (around a broker
 restart the consumer's calls can wait for a long time) is abandoned and asked again later.
 """
 
@@ -15,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from time import monotonic
-from typing import Any, Awaitable, Callable, Iterable, Optional
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Optional
 
 from streams import metrics
 from streams.in_order import OffsetCursor, TopicPartition
@@ -39,12 +42,14 @@ class Rewinder:
         seek_to_committed: Callable[[], Awaitable[Any]],
         assignment: Callable[[], Iterable[Any]],
         highwater: Callable[[Any], Optional[int]],
+        log_starts: Optional[Callable[[list[TopicPartition]], Awaitable[Mapping[Any, int]]]] = None,
     ) -> None:
         self.cursor = cursor
         self._seek = seek
         self._seek_to_committed = seek_to_committed
         self._assignment = assignment
         self._highwater = highwater
+        self._log_starts = log_starts
 
     async def run_once(self, now: Optional[float] = None) -> None:
         now = monotonic() if now is None else now
@@ -57,6 +62,10 @@ class Rewinder:
             log.warning("no progress on %s although their logs hold more: rewinding them", sorted(stalled))
             metrics.INPUT_REWINDS.labels("stalled").inc(len(stalled))
         due = self.cursor.rewinds_due(now, assigned)
+        repeated = self.cursor.repeated(due)
+        if repeated:
+            for tp in await self._skip_expired(repeated):
+                del due[tp]
         if due:
             metrics.INPUT_REWINDS.labels("gap").inc(len(due) - len(set(due) & set(stalled)))
             await asyncio.gather(*(self._rewind(tp, offset) for tp, offset in due.items()))
@@ -76,19 +85,38 @@ class Rewinder:
                     continue
         return highwaters
 
+    async def _skip_expired(self, tps: list[TopicPartition]) -> list[TopicPartition]:
+        if self._log_starts is None:
+            return []
+        starts = await self._bounded(self._log_starts(tps), SEEK_TIMEOUT_S, f"log start lookup of {sorted(tps)}")
+        skipped = []
+        for tp, log_start in (starts or {}).items():
+            key = (tp[0], tp[1])
+            expired = self.cursor.skip_expired(key, log_start)
+            if expired:
+                log.error(
+                    "%s/%d: offsets %d..%d were deleted by retention before they were processed; they are lost, "
+                    "going on from %d (the consumer lag exceeded the topic's retention)",
+                    key[0], key[1], log_start - expired, log_start - 1, log_start,
+                )
+                metrics.INPUT_EXPIRED.labels(key[0]).inc(expired)
+                skipped.append(key)
+        return skipped
+
     async def _rewind(self, tp: TopicPartition, offset: int) -> None:
         await self._bounded(self._seek(tp, offset), SEEK_TIMEOUT_S, f"rewind of {tp[0]}/{tp[1]} to {offset}")
 
     @staticmethod
-    async def _bounded(call: Awaitable[Any], timeout_s: float, what: str) -> None:
+    async def _bounded(call: Awaitable[Any], timeout_s: float, what: str) -> Any:
         # A failed or abandoned request is asked again by the next rounds: the cursor keeps the
         # gap (or the waiting partition) until the expected record is processed.
         try:
-            await asyncio.wait_for(call, timeout_s)
+            return await asyncio.wait_for(call, timeout_s)
         except asyncio.TimeoutError:
             log.warning("%s did not finish in %.0f s; asking again later", what, timeout_s)
         except Exception as exc:  # e.g. the partition was revoked meanwhile
             log.warning("%s failed (%s: %s); asking again later", what, type(exc).__name__, exc)
+        return None
 
 
 def faust_rewinder(consumer: Any, cursor: OffsetCursor) -> Rewinder:
@@ -101,4 +129,7 @@ def faust_rewinder(consumer: Any, cursor: OffsetCursor) -> Rewinder:
         thread = consumer._thread
         await thread.call_thread(thread.seek, TP(tp[0], tp[1]), offset)
 
-    return Rewinder(cursor, seek, consumer.perform_seek, consumer.assignment, consumer.highwater)
+    async def log_starts(tps: list[TopicPartition]) -> Mapping[Any, int]:
+        return await consumer.earliest_offsets(*(TP(tp[0], tp[1]) for tp in tps))
+
+    return Rewinder(cursor, seek, consumer.perform_seek, consumer.assignment, consumer.highwater, log_starts)

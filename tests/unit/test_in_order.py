@@ -246,3 +246,62 @@ def test_whatever_the_fetcher_delivers_each_offset_is_processed_once_in_order(co
     log = FakeLog(end=40, script=list(script))
     processed, _seen = run_agent(log, committed=committed)
     assert processed == list(range(committed, 40))
+
+
+# --- records deleted by retention before they were processed ----------------------------------
+
+
+def test_a_rewind_that_did_not_take_is_checked_against_the_log_start():
+    cursor = OffsetCursor(frozenset({TOPIC}))
+    cursor.reset({(TOPIC, 0): 6, (TOPIC, 1): 3})
+    cursor.admit((TOPIC, 0), 9, now=100.0)
+    cursor.admit((TOPIC, 1), 8, now=100.0)
+    assigned = [(TOPIC, 0), (TOPIC, 1)]
+    first = cursor.rewinds_due(100.0, assigned)
+    assert cursor.repeated(first) == []
+    again = cursor.rewinds_due(100.0 + REWIND_AGAIN_AFTER_S, assigned)
+    assert sorted(cursor.repeated(again)) == assigned
+    assert cursor.skip_expired((TOPIC, 0), log_start=4) == 0  # 6 is still in the log: rewind again
+    assert cursor.expected((TOPIC, 0)) == 6 and (TOPIC, 0) in cursor.gaps
+    assert cursor.skip_expired((TOPIC, 1), log_start=8) == 5  # 3..7 are gone
+    assert cursor.expected((TOPIC, 1)) == 8 and (TOPIC, 1) not in cursor.gaps
+    assert cursor.admit((TOPIC, 1), 8, now=101.0) is Verdict.NEXT
+
+
+def test_an_expired_offset_does_not_loop_rewinds_for_good():
+    # The fetcher resets an out-of-range position to the log start, past the expected offset: a
+    # rewind to the expected offset never takes. The rewinder checks the log start and goes on.
+    cursor = OffsetCursor(frozenset({TOPIC}))
+    cursor.reset({(TOPIC, 0): 2})
+    cursor.admit((TOPIC, 0), 10, now=1.0)
+    seeks: list[int] = []
+    lookups: list[list] = []
+
+    async def seek(tp, offset):
+        seeks.append(offset)
+
+    async def seek_to_committed():
+        return {}
+
+    async def log_starts(tps):
+        lookups.append(list(tps))
+        return {tp: 10 for tp in tps}
+
+    async def scenario():
+        rewinder = Rewinder(cursor, seek, seek_to_committed, lambda: [(TOPIC, 0)], lambda tp: 20, log_starts)
+        await rewinder.run_once(now=1.0)
+        await rewinder.run_once(now=1.0 + REWIND_AGAIN_AFTER_S)
+        await rewinder.run_once(now=1.0 + 2 * REWIND_AGAIN_AFTER_S)
+
+    expired_before = _expired_count()
+    asyncio.run(scenario())
+    assert seeks == [2]  # the first rewind only; the second found 2..9 deleted
+    assert lookups == [[(TOPIC, 0)]]
+    assert cursor.expected((TOPIC, 0)) == 10 and cursor.gaps == {}
+    assert _expired_count() - expired_before == 8
+
+
+def _expired_count() -> float:
+    from streams import metrics
+
+    return metrics.REGISTRY.get_sample_value("stockstream_input_expired_records_total", {"topic": TOPIC}) or 0.0
