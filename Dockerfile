@@ -16,6 +16,8 @@ COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/* && rm -rf /wheels
 USER stockstream
 WORKDIR /home/stockstream
+# Owned by the user, so that named volumes mounted here (tables, listings) are writable by it.
+RUN mkdir -p data listings
 ENV STOCKSTREAM_DATA_DIR=/home/stockstream/data STOCKSTREAM_WEB_HOST=0.0.0.0
 EXPOSE 6066
 ENTRYPOINT ["stockstream"]

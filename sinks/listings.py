@@ -19,6 +19,9 @@ from pathlib import Path
 from typing import Iterable
 
 
+CSV_COLUMNS = ("platform", "shop_id", "listing_id", "platform_sku_id", "merchant_code")
+
+
 def channel_of(platform: str, shop_id: str) -> str:
     """The `AllocationChange.channel` of a shop."""
     return f"{platform}:{shop_id}"
@@ -50,6 +53,17 @@ def read_listings_csv(path: Path | str) -> list[Listing]:
             Listing(r["platform"], r["shop_id"], r.get("listing_id") or "", r["platform_sku_id"], r.get("merchant_code") or "")
             for r in csv.DictReader(rows)
         ]
+
+
+def write_listings_csv(path: Path | str, listings: Iterable[Listing]) -> Path:
+    """The CSV `read_listings_csv` reads."""
+    path = Path(path)
+    with open(path, "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(CSV_COLUMNS)
+        for listing in listings:
+            writer.writerow([listing.platform, listing.shop_id, listing.listing_id, listing.platform_sku_id, listing.merchant_code])
+    return path
 
 
 def unique_listings(listings: Iterable[Listing]) -> list[Listing]:

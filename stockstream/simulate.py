@@ -57,7 +57,7 @@ import uuid
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 import aiohttp
 
@@ -68,6 +68,7 @@ from connectors.adapters.warehouse import TOKEN_HEADER
 from connectors.base import RawHeader, RawRecord
 from connectors.dedupe import load_recent
 from connectors.publisher import RawPublisher
+from sinks.listings import Listing
 from connectors.simulators.base_api import OutOfStock, PlatformSim, SimShop
 from connectors.simulators.douyin_api import DouyinSim
 from connectors.simulators.jd_api import JdSim
@@ -108,6 +109,24 @@ SKU_STYLE = {  # listing id, first platform SKU id
     "douyin": ("3539925204033339668", 1750000000000000001),
     "pdd": ("123456789", 1234567890),
 }
+def simulated_skus(platform: str, skus: int) -> list[dict[str, str]]:
+    """The SKUs the simulation registers on every shop of `platform`: one listing, platform SKU
+    ids in the platform's style, merchant codes SIM-001... (the master SKUs, identity catalog)."""
+    listing, first = SKU_STYLE[platform]
+    return [{"listing_id": listing, "sku_id": str(first + i), "merchant_code": f"SIM-{i + 1:03d}"} for i in range(skus)]
+
+
+def simulated_listings(shops: Iterable[Any], skus: int) -> list[Listing]:
+    """What the channel sink needs to write stock to the simulated shops (the seller-centre export
+    of a real shop): a listing row per shop and simulated SKU."""
+    return [
+        Listing(shop.platform, shop.shop_id, sku["listing_id"], sku["sku_id"], sku["merchant_code"])
+        for shop in shops
+        if shop.platform in SKU_STYLE
+        for sku in simulated_skus(shop.platform, skus)
+    ]
+
+
 SHOP_BASE = {"tmall": 2200754211234, "jd": 10086001, "douyin": 4463798, "pdd": 987654321}
 SIM_CLASSES = {"tmall": TmallSim, "jd": JdSim, "douyin": DouyinSim, "pdd": PddSim}
 SIM_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -264,10 +283,7 @@ class Simulation:
 
     def _define_skus(self) -> None:
         for p in PLATFORMS:
-            listing, first = SKU_STYLE[p]
-            self.skus[p] = [
-                {"listing_id": listing, "sku_id": str(first + i), "merchant_code": f"SIM-{i + 1:03d}"} for i in range(self.opts.skus)
-            ]
+            self.skus[p] = simulated_skus(p, self.opts.skus)
 
     async def _seed_stock(self) -> None:
         for p, sim in self.sims.items():

@@ -10,6 +10,7 @@ signs with (`api_base_url` is the adapter's business, the simulator ignores it).
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import typer
 
@@ -65,6 +66,24 @@ def simulator_run(
             await sim.stop()
 
     asyncio.run(serve())
+
+
+@simulator_app.command("listings")
+def simulator_listings(
+    out: Path = typer.Option(..., help="where to write the CSV (STOCKSTREAM_LISTINGS_PATH of the sink)"),
+    skus: int = typer.Option(20, help="SKUs per shop: the same --skus as `stockstream simulate`"),
+) -> None:
+    """Write the listings of the simulated shops in STOCKSTREAM_SHOPS (the seller-centre export a
+    real shop gives the channel sink): the SKUs `stockstream simulate` registers on them."""
+    from sinks.listings import write_listings_csv
+    from stockstream.simulate import simulated_listings
+
+    listings = simulated_listings(get_settings().shops, skus)
+    if not listings:
+        raise typer.BadParameter("no simulated platform shops in STOCKSTREAM_SHOPS", param_hint="STOCKSTREAM_SHOPS")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_listings_csv(out, listings)
+    typer.echo(f"{len(listings)} listings written to {out}", err=True)
 
 
 @adapter_app.command("run")

@@ -10,7 +10,6 @@ wrong at once instead of the first thing.
 from __future__ import annotations
 
 import asyncio
-import csv
 import json
 import random
 import time
@@ -27,6 +26,7 @@ from connectors.simulators.base_api import PlatformSim
 from connectors.simulators.erp_api import ErpSim
 from schemas import codec
 from schemas.names import ALLOCATION_CHANGE, ERP_JOURNAL_ENTRY
+from sinks.listings import Listing, write_listings_csv as write_csv
 from stockstream.core.allocation import AllocationRules, allocation_targets
 from stockstream.core.journal import JournalEntry
 from stockstream.rules_topic import DEFAULTS_KEY, RulesRecord, publish_rules
@@ -198,12 +198,7 @@ class ShopListing:
 
 def write_listings_csv(path: Path, listings: Iterable[ShopListing]) -> Path:
     """The seller-centre export the sink reads (STOCKSTREAM_LISTINGS_PATH)."""
-    with open(path, "w", newline="", encoding="utf-8") as out:
-        writer = csv.writer(out)
-        writer.writerow(["platform", "shop_id", "listing_id", "platform_sku_id", "merchant_code"])
-        for l in listings:
-            writer.writerow([l.platform, l.shop_id, l.listing_id, l.sku_id, l.sku])
-    return path
+    return write_csv(path, (Listing(l.platform, l.shop_id, l.listing_id, l.sku_id, l.sku) for l in listings))
 
 
 def shop_levels(sims: Mapping[str, PlatformSim], listings: Iterable[ShopListing]) -> dict[tuple[str, str], Optional[int]]:

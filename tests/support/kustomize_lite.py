@@ -1,7 +1,8 @@
 """Render a kustomization offline, in plain Python, for the tests of deploy/k8s.
 
 Covers exactly the kustomize features deploy/k8s uses: resources (files and directories),
-namespace, images, labels (metadata only), secretGenerator literals without hash suffix,
+namespace, images, labels (metadata only), secretGenerator and configMapGenerator literals without
+hash suffix,
 strategic-merge patches of maps (by kind and name) and JSON 6902 patches (add / replace /
 remove) with a target. Anything else in a kustomization.yaml raises, so a new feature cannot be
 silently ignored by the tests. When `kubectl` is on the PATH the tests compare this rendering
@@ -18,8 +19,8 @@ from typing import Any
 import yaml
 
 SUPPORTED_KEYS = {
-    "apiVersion", "kind", "resources", "namespace", "images", "labels", "secretGenerator", "generatorOptions",
-    "patches",
+    "apiVersion", "kind", "resources", "namespace", "images", "labels", "secretGenerator", "configMapGenerator",
+    "generatorOptions", "patches",
 }
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "PersistentVolume"}
 
@@ -40,6 +41,7 @@ def render(directory: Path) -> list[dict[str, Any]]:
         target = (directory / entry).resolve()
         resources.extend(render(target) if target.is_dir() else load_documents(target))
     resources.extend(_generated_secrets(kustomization))
+    resources.extend(_generated_config_maps(kustomization))
     for patch in kustomization.get("patches", []):
         _apply_patch(resources, directory / patch["path"], patch.get("target"))
     for resource in resources:
@@ -62,6 +64,18 @@ def _generated_secrets(kustomization: dict[str, Any]) -> list[dict[str, Any]]:
         secrets.append({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": generator["name"]},
                         "type": "Opaque", "data": data})
     return secrets
+
+
+def _generated_config_maps(kustomization: dict[str, Any]) -> list[dict[str, Any]]:
+    if kustomization.get("configMapGenerator") and not kustomization.get("generatorOptions", {}).get("disableNameSuffixHash"):
+        raise ValueError("configMapGenerator with name hashes is not rendered offline")
+    config_maps = []
+    for generator in kustomization.get("configMapGenerator", []):
+        if set(generator) - {"name", "literals"}:
+            raise ValueError(f"configMapGenerator {generator['name']}: only literals are rendered offline")
+        data = dict(literal.partition("=")[::2] for literal in generator.get("literals", []))
+        config_maps.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": generator["name"]}, "data": data})
+    return config_maps
 
 
 def _matches(resource: dict[str, Any], target: dict[str, Any]) -> bool:

@@ -97,3 +97,18 @@ def test_prometheus_scrapes_services_compose_runs_on_their_metrics_ports() -> No
             port_settings = {value for key, value in env.items() if key.endswith("PORT")} if isinstance(env, dict) else set()
             if host.startswith(("worker-", "channel-sink", "journal", "erp-sink")):
                 assert port in port_settings, f"{target}: the service does not serve metrics on {port}"
+
+
+def test_the_channel_sink_reads_the_listings_of_the_shops_the_shoppers_use() -> None:
+    # Without a listings export the sink refuses to start (exit 2): with restart: unless-stopped,
+    # a crash loop. The simulated shops' export is written for the same SKUs the shoppers register.
+    services = compose()["services"]
+    sink, writer, shoppers = services["channel-sink"], services["sim-listings"], services["shoppers"]
+    path = sink["environment"]["STOCKSTREAM_LISTINGS_PATH"]
+    assert sink["depends_on"]["sim-listings"]["condition"] == "service_completed_successfully"
+    assert writer["command"][:2] == ["simulator", "listings"]
+    assert writer["command"][writer["command"].index("--out") + 1] == path
+    volume = next(v for v in writer["volumes"] if path.startswith(v.split(":")[1] + "/"))
+    assert f"{volume}:ro" in sink["volumes"]
+    skus = writer["command"][writer["command"].index("--skus") + 1]
+    assert shoppers["command"][shoppers["command"].index("--skus") + 1] == skus

@@ -130,6 +130,21 @@ def test_config_and_secret_references_resolve_in_the_overlay() -> None:
                     assert source["configMapRef"]["name"] in config_maps
                 if "secretRef" in source:
                     assert source["secretRef"]["name"] in secrets, workload["metadata"]["name"]
+        for volume in pod_spec(workload).get("volumes", []):
+            if "configMap" in volume:
+                assert volume["configMap"]["name"] in config_maps, workload["metadata"]["name"]
+
+
+def test_the_channel_sink_reads_its_listings_from_a_mounted_config_map() -> None:
+    # Without a listings export the sink refuses to start.
+    resources = render(K8S / "overlays" / "local")
+    sink = by_kind(resources, "Deployment")["stockstream-channel-sink"]
+    (container,) = pod_containers(sink)
+    path = next(e["value"] for e in container["env"] if e["name"] == "STOCKSTREAM_LISTINGS_PATH")
+    mount = next(m for m in container["volumeMounts"] if path.startswith(m["mountPath"] + "/"))
+    volume = next(v for v in pod_spec(sink)["volumes"] if v["name"] == mount["name"])
+    listings = by_kind(resources, "ConfigMap")[volume["configMap"]["name"]]
+    assert path.rpartition("/")[2] in listings["data"]
 
 
 def test_images_are_set_by_kustomize(rendered) -> None:
@@ -197,4 +212,7 @@ def test_every_stockstream_variable_is_a_setting(rendered) -> None:
                 if variable["name"].startswith("STOCKSTREAM_"):
                     assert variable["name"] in fields, f"{resource['metadata']['name']}: {variable['name']} is no setting"
     for config_map in by_kind(rendered, "ConfigMap").values():
-        assert set(config_map["data"]) <= fields
+        if any(source.get("configMapRef", {}).get("name") == config_map["metadata"]["name"]
+               for resource in workloads(rendered) for container in pod_containers(resource)
+               for source in container.get("envFrom", [])):
+            assert set(config_map["data"]) <= fields
