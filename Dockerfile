@@ -2,7 +2,10 @@
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY requirements.lock pyproject.toml README.md ./
-RUN pip wheel --no-cache-dir -w /wheels -r requirements.lock
+# Only the runtime dependencies (pyproject's), at the versions CI tested (the lock as constraints):
+# the lock also pins the test and bench extras, which the image does not need.
+RUN python -c "import tomllib; print(*tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies'], sep='\n')" > runtime.txt \
+ && pip wheel --no-cache-dir -w /wheels -c requirements.lock -r runtime.txt
 COPY stockstream stockstream
 COPY streams streams
 COPY connectors connectors
