@@ -100,13 +100,17 @@ ORDER_STATUS: dict[int, LineStatus] = {
 
 # Tag -> (status, shipped). None: no stock meaning. Refund requests and agreements leave the
 # goods committed (an agreement may still end without refund, and returns come back through the
-# warehouse); only "refund success" closes the sub-order.
+# warehouse); only "refund success" closes the sub-order. "106 cancelled" (order_status 4) is
+# sent for a close before shipment and for one after it alike, and its data has no ship time: on
+# its own it cannot say whether to release the reserve or ship it (read as a release, a close
+# delivered ahead of its "102 shipped" push lost the shipment for good: ATS too high by the
+# order's quantity). The order detail the adapter fetches on every push (ship_time) decides.
 TAGS: dict[str, Optional[tuple[LineStatus, bool]]] = {
     "100": (LineStatus.CREATED, False),
     "101": (LineStatus.PAID, False),
     "102": (LineStatus.SHIPPED, True),
     "103": (LineStatus.FINISHED, True),
-    "106": (LineStatus.CLOSED, False),
+    "106": None,
     "108": (LineStatus.SHIPPED, True),  # s_ids name the sub-orders shipped (unconfirmed)
     "200": None,
     "201": None,

@@ -103,6 +103,13 @@ def _trade_status(value: Any, where: str) -> tuple[str, LineStatus]:
     return value, status
 
 
+def lacks_line_fields(content: Mapping[str, Any]) -> bool:
+    """Whether a TMC message's content misses what the parser needs to know a line's stock
+    meaning on its own: oid, a SKU (sku_id or num_iid) and num (TOP's own messages carry none)."""
+    missing = lambda k: content.get(k) in (None, "")  # noqa: E731
+    return missing("oid") or missing("num") or (missing("sku_id") and missing("num_iid"))
+
+
 def _has_time(d: Mapping[str, Any], key: str) -> bool:
     value = d.get(key)
     return isinstance(value, str) and bool(value.strip())
@@ -189,9 +196,15 @@ def _parse_tmc(doc: Any, headers: Any) -> tuple[OrderUpdate, ...]:
     shipped = _shipped(raw_status, status, evidence)
 
     oid = base.opt_id_str(content.get("oid"), "content.oid")
+    if oid is None and line_specific:
+        raise RejectError(MISSING_FIELD, f"content.oid missing: {topic} concerns one sub-order")
+    if status == LineStatus.CLOSED and not shipped and raw_status != "TRADE_CLOSED_BY_TAOBAO" and lacks_line_fields(content):
+        # A close that cannot say whether the goods left (TRADE_CLOSED covers refunds before and
+        # after shipment; no consign time, no line): read as a release, one delivered ahead of
+        # its TradeSellerShip lost the shipment for good. The fullinfo snapshot the adapter
+        # fetches for every message without line fields decides.
+        return ()
     if oid is None:
-        if line_specific:
-            raise RejectError(MISSING_FIELD, f"content.oid missing: {topic} concerns one sub-order")
         return (base.order_status_update(PLATFORM, shop, tid, modified_ms, status, shipped, message_id),)
     # A message about one sub-order carries that sub-order's consign time. (Oid-less messages are
     # left to their own time: a trade's consign time is its *first* shipment, early for the rest.)

@@ -69,12 +69,6 @@ def classify_error(err: Any) -> ApiError:
     return PermanentApiError(code, message, sub_code)
 
 
-def _lacks_line_fields(content: dict[str, Any]) -> bool:
-    """The parser needs oid, a SKU (sku_id or num_iid) and num to know a line's stock meaning."""
-    missing = lambda k: content.get(k) in (None, "")  # noqa: E731
-    return missing("oid") or missing("num") or (missing("sku_id") and missing("num_iid"))
-
-
 class TmallAdapter(AdapterBase):
     platform = tmall.PLATFORM
     followup_kinds = (tmall.KIND_FULLINFO,)
@@ -180,7 +174,7 @@ class TmallAdapter(AdapterBase):
             topic = message.get("topic")
             meaningful = tmall.TOPICS.get(topic) is not None if isinstance(topic, str) else False
             needs_snapshot = self.fetch_fullinfo and shop is not None and tid not in (None, "") and meaningful
-            if needs_snapshot and seen != Seen.COMPLETE and _lacks_line_fields(content):
+            if needs_snapshot and seen != Seen.COMPLETE and tmall.lacks_line_fields(content):
                 to_fetch[(shop.shop_id, str(tid))] = shop
         for (shop_id, tid), shop in to_fetch.items():
             snapshot = await self._fullinfo(shop, tid)

@@ -378,3 +378,30 @@ def test_tmc_consign_time_dates_the_sub_order_only() -> None:
     assert line_msg.lines[0].shipped_ms == order.shipped_ms
     trade_msg = only(tmall.parse(dumps(tmall.tmc_message(order, "taobao_trade_TradeSuccess", 2)), TMC))
     assert trade_msg.lines == () and trade_msg.shipped_ms is None
+
+
+@pytest.mark.parametrize("shipped", [False, True])
+def test_tmc_close_that_cannot_tell_whether_goods_left_leaves_it_to_the_fullinfo(shipped: bool) -> None:
+    # TRADE_CLOSED covers refunds before and after shipment. Without a consign time or line
+    # fields the message cannot say which: read as a release, one delivered ahead of its
+    # TradeSellerShip lost the shipment. The fullinfo fetched for it decides.
+    order = example_order("tmall", LineStatus.CLOSED, paid=True, shipped=shipped)
+    trade_level = tmall.tmc_message(order, "taobao_trade_TradeClose", 7)
+    assert tmall.parse(dumps(trade_level), TMC) == ()
+    line_level = tmall.tmc_message(order, "taobao_trade_TradeClose", 8, order.lines[0], with_line_fields=False)
+    content = json.loads(line_level["content"])
+    content.pop("consign_time", None)
+    line_level["content"] = json.dumps(content)
+    assert tmall.parse(dumps(line_level), TMC) == ()
+    snapshot = only(tmall.parse(dumps(tmall.fullinfo_response(order)), FULLINFO))
+    assert {(line.status, line.shipped) for line in snapshot.lines} == {(LineStatus.CLOSED, shipped)}
+
+
+def test_tmc_close_before_payment_or_with_consign_time_says_it_itself() -> None:
+    unpaid = example_order("tmall", LineStatus.CLOSED, paid=False)
+    update = only(tmall.parse(dumps(tmall.tmc_message(unpaid, "taobao_trade_TradeClose", 7)), TMC))
+    assert (update.status, update.shipped) == (LineStatus.CLOSED, False)  # TRADE_CLOSED_BY_TAOBAO
+    shipped = example_order("tmall", LineStatus.CLOSED, paid=True, shipped=True)
+    message = tmall.tmc_message(shipped, "taobao_trade_TradeClose", 8, shipped.lines[0], with_line_fields=False)
+    (line,) = only(tmall.parse(dumps(message), TMC)).lines
+    assert (line.status, line.shipped) == (LineStatus.CLOSED, True)  # its consign time
