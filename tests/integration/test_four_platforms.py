@@ -34,12 +34,6 @@ def wait_until_drained(worker: WorkerProcess, settings, timeout: float) -> float
     return time.monotonic() - started
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open (issue 4): with the in-order fix (streams/in_order.py) the last fresh-clone CI run stalled here "
-    "after the second SIGKILL (not drained in 600 s; the third worker logged nothing). It passed locally in 98 s. "
-    "A re-seek after 10 s of waiting was added as a safety valve; the cause is not found.",
-)
 def test_fifty_thousand_events_four_platforms_two_crashes(settings):
     # Stock counts on (absolute, as of a time): a count between a shipment's physical time and the
     # time stockstream dates it would take the goods off twice. Every platform but JD states the
