@@ -126,7 +126,8 @@ def _order_docs(platform: str, seq: int = 0) -> list[tuple[str, Any]]:
             docs.append(("fullinfo", tmall.fullinfo_response(o)))
             docs.append(("tmc", tmall.tmc_message(o, "taobao_trade_TradeBuyerPay", 2215004180128620412, o.lines[0])))
             docs.append(("tmc", tmall.tmc_message(o, "taobao_refund_RefundSuccess", 7, o.lines[1])))
-            docs.append(("tmc", tmall.tmc_message(o, "taobao_trade_TradeClose", 8)))
+            # An oid-less TRADE_CLOSED means nothing on its own (the fullinfo decides): the line's does.
+            docs.append(("tmc", tmall.tmc_message(o, "taobao_trade_TradeClose", 8, None if status != LineStatus.CLOSED else o.lines[0])))
         elif platform == "douyin":
             o = example_order("douyin", status, seq=seq, shipped=True)
             docs.append(("detail", douyin.order_detail_response(o)))
