@@ -143,6 +143,7 @@ class ErpSink:
         )
         producer = Producer({"bootstrap.servers": self.settings.bootstrap_servers, "enable.idempotence": True, "acks": "all"})
         consumer.subscribe([self.source])
+        commits = consumer_errors.PendingCommits()
         token = self.settings.erp_token.get_secret_value()
         timeout = aiohttp.ClientTimeout(total=self.settings.erp_request_timeout_s)
         try:
@@ -150,8 +151,10 @@ class ErpSink:
                 while not self.stopping.is_set():
                     messages = await asyncio.to_thread(consumer.consume, POLL_RECORDS, POLL_TIMEOUT_S)
                     messages = [m for m in messages if not consumer_errors.is_error(m)]
-                    if messages and await self._deliver(session, producer, messages):
-                        await asyncio.to_thread(consumer_errors.commit, consumer, _next_offsets(messages))
+                    if not messages:
+                        await asyncio.to_thread(commits.retry, consumer, time.monotonic())
+                    elif await self._deliver(session, producer, messages):
+                        await asyncio.to_thread(commits.commit, consumer, _next_offsets(messages), time.monotonic())
         finally:
             await asyncio.to_thread(consumer.close)
 

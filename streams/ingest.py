@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
+from time import monotonic
 from typing import Callable, Iterable, Optional
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -100,6 +101,7 @@ class IngestBatcher:
         self.failure: Optional[BaseException] = None
         self.records_batched = 0
         self.lag_probe = RawLagProbe(settings.topic(""))
+        self.commits = consumer_errors.PendingCommits()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="ingest-batcher", daemon=True)
@@ -147,9 +149,10 @@ class IngestBatcher:
                 self.lag_probe.poll(consumer)  # on this thread: it owns the consumer
                 good = [m for m in messages if not consumer_errors.is_error(m)]
                 if not good:
+                    self.commits.retry(consumer, monotonic())
                     continue
                 self._forward(producer, good)
-                consumer_errors.commit(consumer, self._next_offsets(good))
+                self.commits.commit(consumer, self._next_offsets(good), monotonic())
                 self.records_batched += len(good)
                 by_topic: dict[str, int] = defaultdict(int)
                 for message in good:
