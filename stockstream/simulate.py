@@ -68,12 +68,12 @@ from connectors.adapters.warehouse import TOKEN_HEADER
 from connectors.base import RawHeader, RawRecord
 from connectors.dedupe import load_recent
 from connectors.publisher import RawPublisher
-from sinks.listings import Listing
 from connectors.simulators.base_api import OutOfStock, PlatformSim, SimShop
 from connectors.simulators.douyin_api import DouyinSim
 from connectors.simulators.jd_api import JdSim
 from connectors.simulators.pdd_api import PddSim
 from connectors.simulators.tmall_api import TmallSim
+from sinks.listings import Listing
 from stockstream.core.model import LineStatus, WarehouseEvent, WarehouseEventType
 from stockstream.settings import Settings, ShopCredentials
 from stockstream.sim_handles import LocalSim, RemoteSim
@@ -109,6 +109,8 @@ SKU_STYLE = {  # listing id, first platform SKU id
     "douyin": ("3539925204033339668", 1750000000000000001),
     "pdd": ("123456789", 1234567890),
 }
+
+
 def simulated_skus(platform: str, skus: int) -> list[dict[str, str]]:
     """The SKUs the simulation registers on every shop of `platform`: one listing, platform SKU
     ids in the platform's style, merchant codes SIM-001... (the master SKUs, identity catalog)."""
