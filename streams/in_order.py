@@ -50,6 +50,12 @@ RESEEK_WAITING_AFTER_S = 10.0
 # seek that never came), they are fetched again. Long enough that a busy agent working through
 # its other partitions is not rewound for nothing (a needless rewind only costs re-fetching).
 REWIND_STALLED_AFTER_S = 15.0
+# The same, sooner, when the agent has been waiting for its next record this long: its buffer is
+# empty, so the records its partition holds are not waiting there, they were lost. Seen after
+# every restart that recovered a table: the record Faust fetched during the recovery and dropped
+# was the last one of its partition, so no later record showed the jump, and the partition sat
+# for the whole 15 s above before its first record was processed.
+REWIND_IDLE_AFTER_S = 2.0
 
 TopicPartition = tuple[str, int]
 
@@ -80,6 +86,10 @@ class OffsetCursor:
     gaps: dict[TopicPartition, Gap] = field(default_factory=dict)
     waiting_since: dict[TopicPartition, float] = field(default_factory=dict)
     progressed_at: dict[TopicPartition, float] = field(default_factory=dict)
+    # topic -> since when its agent has been waiting for a record; absent while it processes one
+    # (and before its first: then it has waited since it started)
+    awaiting_since: dict[str, float] = field(default_factory=dict)
+    delivered: set[str] = field(default_factory=set)  # topics whose agent has had a record
 
     def guards(self, topic: str) -> bool:
         return topic in self.topics
@@ -97,7 +107,19 @@ class OffsetCursor:
                 self.waiting_since.pop(key, None)
                 self.progressed_at[key] = now
 
+    def awaiting(self, topic: str, now: float) -> None:
+        """The agent of `topic` is done with its record and waits for the next one."""
+        self.awaiting_since[topic] = now
+
+    def idle(self, topic: str, now: float) -> bool:
+        if topic not in self.delivered:
+            return True
+        since = self.awaiting_since.get(topic)
+        return since is not None and now - since >= REWIND_IDLE_AFTER_S
+
     def admit(self, tp: TopicPartition, offset: int, now: float) -> Verdict:
+        self.delivered.add(tp[0])
+        self.awaiting_since.pop(tp[0], None)
         if tp not in self.next_offsets:
             self.waiting_since.setdefault(tp, now)
             return Verdict.WAIT
@@ -150,13 +172,16 @@ class OffsetCursor:
 
     def note_stalls(self, now: float, highwaters: Mapping[TopicPartition, Optional[int]]) -> list[TopicPartition]:
         """Partitions whose log holds their expected offset but which processed nothing for a
-        while become gaps (rewound by `rewinds_due`); each is looked at again after another wait."""
+        while become gaps (rewound by `rewinds_due`); each is looked at again after another wait.
+        The while is short when the partition's agent is idle, long when it is busy (its
+        buffer may hold the records)."""
         stalled = []
         for tp, highwater in highwaters.items():
             expected = self.next_offsets.get(tp)
             if expected is None or highwater is None or highwater <= expected or tp in self.gaps:
                 continue
-            if now - self.progressed_at.get(tp, now) >= REWIND_STALLED_AFTER_S:
+            wait = REWIND_IDLE_AFTER_S if self.idle(tp[0], now) else REWIND_STALLED_AFTER_S
+            if now - self.progressed_at.get(tp, now) >= wait:
                 self.progressed_at[tp] = now
                 self.gaps[tp] = Gap(expected, reported=True)
                 stalled.append(tp)
@@ -242,3 +267,4 @@ async def in_offset_order(consumer: Any, stream: Any, agent: str) -> AsyncIterat
                         "%s: %s/%d delivered offset %d while %d is next: rewinding (nothing is skipped)",
                         agent, message.topic, message.partition, message.offset, gap.expected,
                     )
+        cursor.awaiting(message.topic, monotonic())

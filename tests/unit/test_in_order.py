@@ -10,6 +10,7 @@ from hypothesis import given, settings, strategies as st
 
 from streams.in_order import (
     REWIND_AGAIN_AFTER_S,
+    REWIND_IDLE_AFTER_S,
     RESEEK_WAITING_AFTER_S,
     REWIND_STALLED_AFTER_S,
     OffsetCursor,
@@ -73,13 +74,39 @@ def test_a_rewind_is_asked_once_per_gap_and_again_if_it_did_not_take():
 def test_a_partition_that_lost_its_records_is_rewound_once_it_stalls():
     # Seen on the real broker: records fetched before the first seek were dropped as too early,
     # and the seek did not move the fetcher back (no committed offset): nothing came again.
+    # The agent is busy with another partition: the records may be waiting in its buffer.
     cursor = OffsetCursor(frozenset({TOPIC}))
-    cursor.reset({(TOPIC, 0): 0}, now=100.0)
+    cursor.reset({(TOPIC, 0): 0, (TOPIC, 1): 0}, now=100.0)
+    for second in range(100, 100 + int(REWIND_STALLED_AFTER_S)):
+        cursor.admit((TOPIC, 1), second, now=float(second))
+        cursor.processed((TOPIC, 1), second, now=float(second))
+        cursor.awaiting(TOPIC, now=float(second))
     assert cursor.note_stalls(105.0, {(TOPIC, 0): 10}) == []
     assert cursor.note_stalls(100.0 + REWIND_STALLED_AFTER_S, {(TOPIC, 0): 10}) == [(TOPIC, 0)]
     assert cursor.rewinds_due(100.0 + REWIND_STALLED_AFTER_S, [(TOPIC, 0)]) == {(TOPIC, 0): 0}
     cursor.processed((TOPIC, 0), 9, now=120.0)
     assert cursor.note_stalls(500.0, {(TOPIC, 0): 10}) == []  # caught up: nothing to fetch
+
+
+def test_a_partition_of_an_idle_agent_is_rewound_soon():
+    # Seen after a restart that recovered a table: the partition's last record was fetched and
+    # dropped during the recovery, so nothing later showed a jump, and nothing else came.
+    cursor = OffsetCursor(frozenset({TOPIC}))
+    cursor.reset({(TOPIC, 0): 1}, now=100.0)
+    assert cursor.note_stalls(100.0 + REWIND_IDLE_AFTER_S / 2, {(TOPIC, 0): 2}) == []
+    assert cursor.note_stalls(100.0 + REWIND_IDLE_AFTER_S, {(TOPIC, 0): 2}) == [(TOPIC, 0)]
+    assert cursor.rewinds_due(100.0 + REWIND_IDLE_AFTER_S, [(TOPIC, 0)]) == {(TOPIC, 0): 1}
+
+
+def test_an_agent_busy_with_a_record_is_not_idle():
+    # e.g. a long batch, or sends waiting for the producer: its buffer may hold the records
+    cursor = OffsetCursor(frozenset({TOPIC}))
+    cursor.reset({(TOPIC, 0): 1, (TOPIC, 1): 0}, now=100.0)
+    cursor.admit((TOPIC, 1), 0, now=100.5)
+    assert cursor.note_stalls(100.0 + 5 * REWIND_IDLE_AFTER_S, {(TOPIC, 0): 2}) == []
+    cursor.processed((TOPIC, 1), 0, now=101.0 + 5 * REWIND_IDLE_AFTER_S)
+    cursor.awaiting(TOPIC, now=101.0 + 5 * REWIND_IDLE_AFTER_S)
+    assert cursor.note_stalls(101.0 + 6 * REWIND_IDLE_AFTER_S, {(TOPIC, 0): 2}) == [(TOPIC, 0)]
 
 
 def test_an_idle_partition_is_not_rewound():
