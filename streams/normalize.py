@@ -194,7 +194,10 @@ class Normalizer:
                 fulfilment_location=(shop.fulfilment_location if shop else None) or self.settings.default_location,
                 origin=Origin(stream, offset, base + number * INDEX_STRIDE),
             )
-            if result.changed:
+            if result.changed or result.replay:
+                # A replay is written again unchanged: its first write may have reached this
+                # worker's local state but not the changelog (killed in between); the changelog
+                # must not miss what the marks in the local state say was applied.
                 state.changed(key, result.state)
             if result.needs_detail:
                 wanted = (platform, update.shop_id, update.order_id)
@@ -217,7 +220,7 @@ class Normalizer:
             document, produced, changed = apply_warehouse_event(
                 state.get(key, DocumentState), event, Origin(stream, offset, base + number)
             )
-            if changed:
+            if changed or produced:  # produced unchanged: a replay, written again (see _order)
                 state.changed(key, document)
             movements.extend(produced)
 

@@ -165,6 +165,10 @@ class StockProcessor:
                 store.put(key, value.encode())
             elif replays == len(movements):
                 self._reemit(key, value, now_ms, output)
+                # Written again unchanged: the first write may have reached this worker's local
+                # state but not the changelog (killed in between). Without it, whoever recovers
+                # the partition from the changelog would miss movements the input commit covers.
+                store.put(key, value.encode())
         return output
 
     def reallocate(self, keys: Iterable[bytes], store: KeyValueStore) -> StockOutput:
