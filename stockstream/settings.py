@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     group_instance_id: Optional[str] = None
     # How long the group waits for a silent worker before giving its partitions to the others.
     consumer_session_timeout_s: float = Field(default=20.0, gt=3.0)
+    # RocksDB memory per table partition a worker holds (active or standby): write buffers of
+    # this size (at most two per store) and a block cache of this size. Faust's defaults are
+    # 3 x 64 MB and a 2 GB cache per store, which lets RSS grow with the catalogue.
+    table_write_buffer_mb: int = Field(default=8, ge=1)
+    table_block_cache_mb: int = Field(default=16, ge=1)
 
     # Embedded local broker (no Docker): resolved from Maven Central, cached, KRaft single node.
     kafka_version: str = "4.3.0"

@@ -27,6 +27,10 @@ POINTS_PER_SKU = 180
 MAX_SKUS = 20_000
 MAX_CHANGES = 500
 SAMPLES_PER_TICK = 1_000
+# Values waiting to be sampled. Past this many SKUs, writes of SKUs not already waiting are not
+# kept (their history gets a gap): under a load that changes SKUs faster than they are sampled,
+# the waiting values (~1 KB each) would otherwise grow with the catalogue (1M SKUs: ~1 GB).
+MAX_PENDING = 5_000
 
 
 class History:
@@ -81,14 +85,19 @@ class History:
 class StockWrites(faust.Sensor):
     """Collects the values written to one table since the last `drain`."""
 
-    def __init__(self, table: faust.Table, **kwargs) -> None:
+    def __init__(self, table: faust.Table, max_pending: int = MAX_PENDING, **kwargs) -> None:
         super().__init__(**kwargs)
         self.table = table
+        self.max_pending = max_pending
         self.pending: dict[bytes, bytes] = {}
+        self.skipped = 0  # writes not kept because `max_pending` SKUs were waiting
 
     def on_table_set(self, table, key, value) -> None:
         if table is self.table and value is not None:
-            self.pending[key] = value
+            if len(self.pending) < self.max_pending or key in self.pending:
+                self.pending[key] = value
+            else:
+                self.skipped += 1
 
     def drain(self, limit: int) -> list[bytes]:
         """Up to `limit` values, those waiting longest first; the rest wait for the next call."""

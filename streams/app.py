@@ -97,7 +97,13 @@ def create_app(
 def _bytes_table(app: faust.App, name: str, settings: Settings) -> faust.Table:
     """A RocksDB table of bytes -> bytes: processors (de)serialize values themselves (orjson),
     once per key and batch, instead of Faust doing it on every access."""
-    table = app.Table(name, partitions=settings.partitions, options={"driver": "rocksdict"}, key_type=bytes, value_type=bytes)
+    options = {
+        "driver": "rocksdict",
+        "write_buffer_size": settings.table_write_buffer_mb * 2**20,
+        "max_write_buffer_number": 2,
+        "block_cache_size": settings.table_block_cache_mb * 2**20,
+    }
+    table = app.Table(name, partitions=settings.partitions, options=options, key_type=bytes, value_type=bytes)
     # Faust derives serializers from Model types only; bytes would otherwise go through JSON.
     table.key_serializer = "raw"
     table.value_serializer = "raw"

@@ -66,6 +66,9 @@ class RulesBook:
 
     def rules_for(self, sku: str) -> AllocationRules:
         with self._lock:
+            if sku not in self.overrides:
+                # Not cached per SKU: with a million SKUs the cache alone held ~100 MB.
+                return self.defaults
             rules = self._merged.get(sku)
             if rules is None:
                 rules = self._merge(sku)

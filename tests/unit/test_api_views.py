@@ -191,3 +191,14 @@ def test_the_sampler_takes_a_bounded_number_of_writes_per_tick():
     assert [bool(history.points(f"S{i}")) for i in range(5)] == [True, True, True, False, False]
     assert record_pending(writes, history, 2, views.read_sku_value, limit=3) == 2
     assert record_pending(writes, history, 3, views.read_sku_value, limit=3) == 0
+
+
+def test_the_values_waiting_for_the_sampler_are_bounded():
+    from streams.api_history import StockWrites
+
+    table = object()
+    writes = StockWrites(table, max_pending=3)
+    for i in range(10):
+        writes.on_table_set(table, f"S{i}".encode(), b"v1")
+    writes.on_table_set(table, b"S0", b"v2")  # a SKU already waiting keeps its newest value
+    assert writes.pending == {b"S0": b"v2", b"S1": b"v1", b"S2": b"v1"} and writes.skipped == 7

@@ -88,6 +88,7 @@ def test_rules_book_merges_overrides_over_defaults_and_tracks_versions():
     assert rules.version == 5 and rules.mode is AllocationMode.SPLIT  # 3 + 2
     assert (rules.channel("pdd:777").reserve, rules.channel("tmall:flagship").weight) == (5, 2)
     assert book.rules_for("SKU-2").version == 3
+    assert set(book._merged) == {"SKU-1"}  # SKUs on the defaults are not cached one by one
     assert book.has_seen(DEFAULTS_KEY, 3) and book.has_seen("SKU-1", 2) and not book.has_seen("SKU-1", 3)
 
     # New defaults reach the cached merge; a tombstone drops the override but not the version seen.
