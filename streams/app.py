@@ -21,7 +21,9 @@ import faust
 from stockstream.settings import Settings
 from stockstream.topics import ALLOCATION_COMMANDS, ALLOCATIONS, ATS, INGEST, MOVEMENTS, QUARANTINE, RETRY, SIGNALS
 from streams import faust_patches, metrics
+from streams.changelog import ChangelogSender
 from streams.in_order import guard_topics, in_offset_order
+from streams.outputs import Outputs
 from streams.rewinder import INTERVAL_S as REWIND_INTERVAL_S, faust_rewinder
 from streams.tables import TableStore
 
@@ -40,6 +42,7 @@ class Pipeline:
     settings: Settings
     orders: faust.Table
     stock: faust.Table
+    outputs: Outputs
 
 
 def create_app(
@@ -85,7 +88,14 @@ def create_app(
 
     orders = _bytes_table(app, "orders", settings)
     stock = _bytes_table(app, "stock", settings)
-    pipeline = Pipeline(app=app, settings=settings, orders=orders, stock=stock)
+    outputs = Outputs(settings.bootstrap_servers)
+    changelogs = ChangelogSender(outputs)
+    changelogs.attach(orders)
+    changelogs.attach(stock)
+    # Outputs and changelog records acknowledged before the offsets commit.
+    faust_patches.flush_with(app, outputs.flush)
+    faust_patches.flush_with(app, changelogs.persist_offsets)
+    pipeline = Pipeline(app=app, settings=settings, orders=orders, stock=stock, outputs=outputs)
     _wire_order_agent(pipeline, catalog_feed)
     _wire_stock_agent(pipeline, rules_feed)
     from streams.web import register_views
@@ -118,11 +128,10 @@ def _wire_order_agent(pipeline: Pipeline, catalog_feed: Optional["CatalogFeed"] 
     from streams.normalize import Normalizer
     from streams.retry import retry_origin
 
-    app, settings = pipeline.app, pipeline.settings
+    app, settings, outputs = pipeline.app, pipeline.settings, pipeline.outputs
     ingest = _topic(app, settings, INGEST.name)
-    movements = _topic(app, settings, MOVEMENTS.name)
-    quarantine = _topic(app, settings, QUARANTINE.name)
     retry = _topic(app, settings, RETRY.name)
+    movements, quarantine = settings.topic(MOVEMENTS.name), settings.topic(QUARANTINE.name)
     normalizer = Normalizer(settings, catalog_feed.resolver if catalog_feed is not None else None)
 
     async def catalog_loaded() -> None:
@@ -133,9 +142,10 @@ def _wire_order_agent(pipeline: Pipeline, catalog_feed: Optional["CatalogFeed"] 
     async def emit(output, started: float) -> None:
         metrics.observe_normalized(output, time.perf_counter() - started)
         for partition, value in output.movement_batches:
-            await movements.send(value=value, partition=partition)
+            await outputs.send(movements, value, partition=partition)
         for key, value in output.quarantined:
-            await quarantine.send(key=key, value=value)
+            await outputs.send(quarantine, value, key)
+        outputs.poll()
 
     @app.agent(ingest, name="normalize", concurrency=1)
     async def normalize(stream):
@@ -164,13 +174,11 @@ def _wire_stock_agent(pipeline: Pipeline, rules_feed: Optional["RulesFeed"] = No
     from stockstream.rules_topic import decode_command
     from streams.stock import StockProcessor
 
-    app, settings = pipeline.app, pipeline.settings
+    app, settings, outputs = pipeline.app, pipeline.settings, pipeline.outputs
     movements = _topic(app, settings, MOVEMENTS.name)
     commands = _topic(app, settings, ALLOCATION_COMMANDS.name)
-    ats = _topic(app, settings, ATS.name)
-    allocations = _topic(app, settings, ALLOCATIONS.name)
-    signals = _topic(app, settings, SIGNALS.name)
-    quarantine = _topic(app, settings, QUARANTINE.name)
+    ats, allocations = settings.topic(ATS.name), settings.topic(ALLOCATIONS.name)
+    signals, quarantine = settings.topic(SIGNALS.name), settings.topic(QUARANTINE.name)
     processor = StockProcessor(settings, rules_feed)
     sending = asyncio.Lock()
 
@@ -182,14 +190,15 @@ def _wire_stock_agent(pipeline: Pipeline, rules_feed: Optional["RulesFeed"] = No
     async def emit(output, partition: int) -> None:
         metrics.observe_allocation(output)
         for key, value in output.ats_records:
-            await ats.send(key=key, value=value)
+            await outputs.send(ats, value, key)
         # Same partition as the movements: keyed by SKU, co-partitioned.
         for key, value in output.allocation_records:
-            await allocations.send(key=key, value=value, partition=partition)
+            await outputs.send(allocations, value, key, partition)
         for key, value in output.signal_records:
-            await signals.send(key=key, value=value, partition=partition)
+            await outputs.send(signals, value, key, partition)
         for key, value in output.quarantined:
-            await quarantine.send(key=key, value=value)
+            await outputs.send(quarantine, value, key)
+        outputs.poll()
 
     @app.agent(movements, name="stock", concurrency=1)
     async def apply_movements(stream):

@@ -18,13 +18,14 @@ a two-worker takeover ending a few units off on many SKUs.
 The fix: the buffer remembers every message put into it until the broker acknowledged it, and
 ``flush`` returns only when none is left. A message that failed to send makes the next flush
 raise, so the offset is not committed and the worker stops (its successor re-processes the input)
-instead of going on without the write.
+instead of going on without the write. Producers of the app's own (streams/outputs.py) are
+flushed by the same call: `flush_with(app, flush)`.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from faust.transport.consumer import Consumer
 from faust.transport.producer import ProducerBuffer
@@ -33,6 +34,7 @@ from streams.in_order import cursor_of
 
 _UNACKED = "_stockstream_unacked"
 _FAILED = "_stockstream_send_failures"
+_ALSO_FLUSH = "_stockstream_also_flush"
 _installed = False
 
 
@@ -63,11 +65,21 @@ def track(pending: set, failed: list, fut: asyncio.Future) -> None:
 
 
 async def wait_acknowledged(pending: set, failed: list, poll_s: float = 0.5) -> None:
-    """Returns once every future in `pending` is done; raises if any of them failed."""
-    while pending:
-        await asyncio.wait(list(pending), timeout=poll_s)
+    """Returns once every future in `pending` at the call is done; raises if any failed. Futures
+    added meanwhile are the next flush's: waiting for an empty set could last as long as the
+    agents keep sending, and the offset commit waiting on it with it."""
+    waiting = [fut for fut in pending if not fut.done()]
+    while waiting:
+        _, not_done = await asyncio.wait(waiting, timeout=poll_s)
+        waiting = list(not_done)
     if failed:
         raise RuntimeError(f"{len(failed)} produced record(s) were not acknowledged, first: {failed[0]!r}")
+
+
+def flush_with(app: Any, also_flush: Callable[[], Awaitable[None]]) -> None:
+    """Make every flush of `app`'s producer (Faust flushes before each offset commit) also await
+    `also_flush`."""
+    app.producer.buffer.__dict__.setdefault(_ALSO_FLUSH, []).append(also_flush)
 
 
 def install() -> None:
@@ -84,6 +96,8 @@ def install() -> None:
     async def flush(self: ProducerBuffer) -> None:
         await original_flush(self)
         await wait_acknowledged(_unacked(self), _failures(self))
+        for also_flush in self.__dict__.get(_ALSO_FLUSH, ()):
+            await also_flush()
 
     ProducerBuffer.put = put  # type: ignore[method-assign]
     ProducerBuffer.flush = flush  # type: ignore[method-assign]
