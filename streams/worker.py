@@ -6,7 +6,7 @@ import faust
 import mode
 
 from stockstream.settings import Settings
-from stockstream.topics import TopicSpec, ensure_topics
+from stockstream.topics import changelog_topic, ensure_topics
 from streams import metrics
 from streams.app import create_app
 from streams.catalog_feed import CatalogFeed, CatalogFeedService
@@ -42,10 +42,7 @@ def run_worker(settings: Settings) -> None:
     # checks their partition count in its consumer's metadata; on a loaded broker a topic created
     # a moment before is not in it yet, and the stock agent crashes for good ("the changelog has
     # 0 partitions", PartitionsMismatch) while the process stays up doing nothing.
-    ensure_topics(settings, tuple(
-        TopicSpec(f"{settings.app_id}-{table}-changelog", f"Faust changelog of the {table} table", compacted=True)
-        for table in ("orders", "stock")
-    ))
+    ensure_topics(settings, tuple(changelog_topic(settings.app_id, table) for table in ("orders", "stock")))
     feed = CatalogFeed(settings)
     rules = RulesFeed(settings)
     pipeline = create_app(settings, catalog_feed=feed, rules_feed=rules)

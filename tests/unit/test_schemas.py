@@ -224,3 +224,12 @@ def test_snapshot_saves_each_version_once_numbered_per_name(tmp_path):
     assert [p.name for p in snapshot(current, history)] == ["A.v2.avsc"]
     saved = {v.fingerprint for v in load_history(history)}
     assert len(saved) == 2 and load_current(current)[0].fingerprint in saved
+
+
+def test_table_changelogs_are_compacted_with_segments_the_cleaner_can_reach():
+    from stockstream.topics import changelog_topic
+
+    spec = changelog_topic("stockstream", "stock")
+    assert spec.name == "stockstream-stock-changelog"  # the name Faust derives from app id and table
+    config = spec.config()
+    assert config["cleanup.policy"] == "compact" and int(config["segment.ms"]) <= 3600 * 1000
