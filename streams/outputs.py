@@ -8,8 +8,8 @@ largest costs of a worker. librdkafka takes a record in a few microseconds and b
 
 What it must keep: an input offset is committed only after the outputs it caused are in Kafka.
 Faust commits after `producer.flush()`; streams/faust_patches.py makes that flush wait for
-`Outputs.flush` too, which returns once the broker acknowledged every record produced so far and
-raises if any failed (the offset is then not committed and the worker stops; its successor
+`Outputs.flush` too, which returns once the broker acknowledged every record produced before the
+flush began (so, everything the offsets being committed caused) and raises if any failed (the offset is then not committed and the worker stops; its successor
 processes the input again). Keyed records are partitioned like the Java client and Faust
 (murmur2), so a key lands where streams/partitioning.py says.
 """
