@@ -112,7 +112,7 @@ def plot_scale(result: dict) -> Optional[str]:
                 ax.plot([last["skus"]] + [p["skus"] for p in extra], [last[key]] + [p[key] for p in extra],
                         linestyle="--", color=line[0].get_color(), label=f"{label} (extrapolated)")
         ax.set_xscale("log")
-        ax.set_xlabel("master SKUs (x5 locations, x4 channels)")
+        ax.set_xlabel("master SKUs (x4 channels; locations per size: see the table)")
         ax.legend(fontsize=8)
     ax1.axhline(TARGETS["rss_mb_1m"], color="red", linestyle=":", linewidth=1)
     ax2.axhline(TARGETS["recovery_s_1m"], color="red", linestyle=":", linewidth=1)
@@ -342,7 +342,8 @@ def section_spike(r: dict, plot: Optional[str]) -> list[str]:
 
 def section_scale(r: dict, plot: Optional[str]) -> list[str]:
     out = ["## Scale", "",
-           "Every SKU gets stock at 5 locations through warehouse receipts (500 lines per document) and an allocation "
+           "Every SKU gets stock at 5 locations (fewer where the locations column says so) through warehouse receipts "
+           "(500 lines per document) and an allocation "
            "over 4 channels (one shop per platform, shared rules). One worker loads them; RSS (psutil) and the disk "
            "of its data dir (RocksDB) are read after the load. Recovery: the worker is restarted once keeping its "
            "state and once with its state deleted; each time the clock runs from start to the outputs of 16 fresh "
