@@ -209,7 +209,18 @@ def machine_load() -> dict:
     return {"loadavg_1m": round(one, 2), "loadavg_5m": round(five, 2), "loadavg_15m": round(fifteen, 2), "cpus": os.cpu_count()}
 
 
+def invocation() -> str:
+    """The command line that is running, as a reader would type it (python -m bench...)."""
+    import sys
+
+    program = Path(sys.argv[0])
+    module = "bench" if program.name == "__main__.py" and program.parent.name == "bench" else f"bench.{program.stem}"
+    return " ".join(["python -m", module] + sys.argv[1:])
+
+
 def save(name: str, result: dict) -> Path:
+    """Writes `result`, stamped with when and by which command it was recorded (first save)."""
+    result.setdefault("recorded", {"at": time.strftime("%Y-%m-%d %H:%M"), "command": invocation()})
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps(result, indent=2) + "\n")

@@ -438,6 +438,11 @@ def write_report(path: Path = ROOT / "BENCHMARKS.md") -> Path:
              f"{_load_line(meta.get('load_start'))}, at end {_load_line(meta.get('load_end'))}: other jobs (test suites, other "
              "workers) shared the machine, so absolute figures are low and noisy; every figure stands next to a baseline "
              "measured in the same run. Speed is measured here, never in timed unit tests."]
+    stamped = [(name, r["recorded"]) for name, r in results.items() if r and r.get("recorded")]
+    if stamped:
+        lines += ["", "Results recorded by later commands replace the run's own (one row per result file):", "",
+                  "| benchmark | recorded | command |", "|---|---|---|"]
+        lines += [f"| {name} | {rec['at']} | `{rec['command']}` |" for name, rec in stamped]
     if meta.get("failed"):
         lines += ["", "Benchmarks that failed in this run: " + "; ".join(f"{k}: {v}" for k, v in meta["failed"].items())]
     lines += ["", "## Targets", ""] + targets_table(results) + [""]
