@@ -26,7 +26,9 @@ def test_waits_for_every_pending_future():
 
         acker = asyncio.create_task(acknowledge_later())
         await wait_acknowledged(pending, failed, poll_s=0.01)
-        assert all(f.done() for f in futures) and not pending
+        assert all(f.done() for f in futures)
+        await asyncio.sleep(0)  # done callbacks run on the next loop turn
+        assert not pending
         await acker
 
     asyncio.run(scenario())
