@@ -16,7 +16,7 @@ and the input that made them is never processed again: the table is stale for go
 a two-worker takeover ending a few units off on many SKUs.
 
 The fix: the buffer remembers every message put into it until the broker acknowledged it, and
-``flush`` returns only when none is left. A message that failed to send makes the next flush
+``flush`` returns only when none of those put before it began is left. A message that failed to send makes the next flush
 raise, so the offset is not committed and the worker stops (its successor re-processes the input)
 instead of going on without the write. Producers of the app's own (streams/outputs.py) are
 flushed by the same call: `flush_with(app, flush)`.

@@ -9,9 +9,10 @@ largest costs of a worker. librdkafka takes a record in a few microseconds and b
 What it must keep: an input offset is committed only after the outputs it caused are in Kafka.
 Faust commits after `producer.flush()`; streams/faust_patches.py makes that flush wait for
 `Outputs.flush` too, which returns once the broker acknowledged every record produced before the
-flush began (so, everything the offsets being committed caused) and raises if any failed (the offset is then not committed and the worker stops; its successor
-processes the input again). Keyed records are partitioned like the Java client and Faust
-(murmur2), so a key lands where streams/partitioning.py says.
+flush began (so, everything the offsets being committed caused) and raises if any failed (the
+offset is then not committed and the worker stops; its successor processes the input again).
+Keyed records are partitioned like the Java client and Faust (murmur2), so a key lands where
+streams/partitioning.py says.
 """
 
 from __future__ import annotations
@@ -70,28 +71,26 @@ class Outputs:
             if message.offset() > self.acknowledged.get(tp, -1):
                 self.acknowledged[tp] = message.offset()
 
-    async def send(self, topic: str, value: bytes, key: Optional[bytes] = None, partition: Optional[int] = None) -> None:
+    def _produce(self, topic: str, value: Optional[bytes], key: Optional[bytes], partition: Optional[int]) -> bool:
+        """Hands one record to librdkafka, counted in the current epoch; False if its queue is full."""
         extra = {} if partition is None else {"partition": partition}
-        while True:
-            epoch = self._epoch
-            try:
-                self._producer.produce(topic, value, key, on_delivery=self._deliveries[epoch], **extra)
-                break
-            except BufferError:  # librdkafka's queue is full: let it drain
-                self._producer.poll(0)
-                await asyncio.sleep(_QUEUE_FULL_WAIT_S)
+        epoch = self._epoch
+        try:
+            self._producer.produce(topic, value, key, on_delivery=self._deliveries[epoch], **extra)
+        except BufferError:
+            return False
         self._unacknowledged[epoch] += 1
+        return True
+
+    async def send(self, topic: str, value: bytes, key: Optional[bytes] = None, partition: Optional[int] = None) -> None:
+        while not self._produce(topic, value, key, partition):  # queue full: let it drain
+            self._producer.poll(0)
+            await asyncio.sleep(_QUEUE_FULL_WAIT_S)
 
     def send_now(self, topic: str, value: Optional[bytes], key: bytes, partition: int) -> None:
         """`send` for callers that cannot await (a table write): a full queue blocks briefly."""
-        while True:
-            epoch = self._epoch
-            try:
-                self._producer.produce(topic, value, key, partition=partition, on_delivery=self._deliveries[epoch])
-                break
-            except BufferError:
-                self._producer.poll(_QUEUE_FULL_WAIT_S)
-        self._unacknowledged[epoch] += 1
+        while not self._produce(topic, value, key, partition):
+            self._producer.poll(_QUEUE_FULL_WAIT_S)
 
     def poll(self) -> None:
         """Serve delivery reports that have arrived (cheap; call after each batch of sends)."""
