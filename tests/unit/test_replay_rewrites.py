@@ -14,18 +14,9 @@ from schemas.batches import encode_ingest
 from stockstream.settings import Settings
 from streams.normalize import IdentityCatalog, Normalizer
 from streams.partitioning import partition_for
+from tests.support.stores import RecordingStore
 
 PARTITIONS = 4
-
-
-class RecordingStore(dict):
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes: list[bytes] = []
-
-    def put(self, key: bytes, value: bytes) -> None:
-        self.writes.append(key)
-        self[key] = value
 
 
 def test_a_replayed_ingest_batch_writes_its_orders_and_documents_again_unchanged():

@@ -23,6 +23,7 @@ from streams.partitioning import partition_for
 from streams.rules_feed import RulesBook
 from streams.sku_allocation import SkuValue
 from streams.stock import FixedRules, StockProcessor, load_state
+from tests.support.stores import RecordingStore
 
 TMALL, JD = "tmall:flagship", "jd:store"
 SHOPS = [
@@ -31,16 +32,6 @@ SHOPS = [
 ]
 SETTINGS = Settings(shops=SHOPS, partitions=4)
 DERANDOMIZE = not os.environ.get("STOCKSTREAM_HYPOTHESIS_RANDOM")
-
-
-class DictStore(dict):
-    def __init__(self) -> None:
-        super().__init__()
-        self.writes: list[bytes] = []
-
-    def put(self, key: bytes, value: bytes) -> None:
-        self.writes.append(key)
-        self[key] = value
 
 
 class Ledger:
@@ -89,7 +80,7 @@ def split_rules(version: int = 1, tmall_weight: int = 3, jd_weight: int = 1) -> 
 
 
 def test_applied_batch_emits_each_channels_allocation_with_provenance():
-    ledger, store = Ledger(), DictStore()
+    ledger, store = Ledger(), RecordingStore()
     processor = StockProcessor(SETTINGS)  # defaults from the shops: shared, 100 %
     batch = [ledger.receipt(100), ledger.reserve(TMALL, 10)]
     output = processor.process(encode_movements(batch), ledger.source(), store)
@@ -113,7 +104,7 @@ def test_applied_batch_emits_each_channels_allocation_with_provenance():
 
 
 def test_split_mode_divides_ats_by_weight():
-    ledger, store = Ledger(), DictStore()
+    ledger, store = Ledger(), RecordingStore()
     processor = StockProcessor(SETTINGS, FixedRules(split_rules()))
     output = processor.process(encode_movements([ledger.receipt(10)]), ledger.source(), store)
     # 7.5 and 2.5: the leftover unit goes to the equal remainder of the smaller channel name.
@@ -127,7 +118,7 @@ def test_split_mode_divides_ats_by_weight():
 def test_split_allocation_never_exceeds_ats(batches, tmall_weight, jd_weight, reserve):
     rules = AllocationRules.from_dict({"version": 1, "mode": "split", "hysteresis_units": 2, "channels": [
         {"channel": TMALL, "weight": tmall_weight, "reserve": reserve}, {"channel": JD, "weight": jd_weight}]})
-    ledger, store = Ledger(), DictStore()
+    ledger, store = Ledger(), RecordingStore()
     processor = StockProcessor(SETTINGS, FixedRules(rules))
     published: dict[str, tuple[int, int]] = {}
     reserved = {TMALL: 0, JD: 0}
@@ -151,7 +142,7 @@ def test_split_allocation_never_exceeds_ats(batches, tmall_weight, jd_weight, re
 
 
 def test_replayed_batch_reemits_current_ats_and_allocation_under_the_same_versions():
-    ledger, store = Ledger(), DictStore()
+    ledger, store = Ledger(), RecordingStore()
     processor = StockProcessor(SETTINGS, FixedRules(split_rules()))
     first = [ledger.receipt(100), ledger.reserve(TMALL, 4)]
     source = ledger.source()
@@ -182,7 +173,7 @@ def test_replayed_batch_reemits_current_ats_and_allocation_under_the_same_versio
 
 def test_rule_change_command_reallocates_and_redelivery_is_harmless():
     book = RulesBook(split_rules(version=1))
-    ledger, store = Ledger(), DictStore()
+    ledger, store = Ledger(), RecordingStore()
     processor = StockProcessor(SETTINGS, book)
     processor.process(encode_movements([ledger.receipt(100, "A"), ledger.receipt(40, "B")]), ledger.source(), store)
 
@@ -213,12 +204,12 @@ def test_rule_change_command_reallocates_and_redelivery_is_harmless():
 
 
 def test_sku_command_for_an_unknown_sku_does_nothing():
-    output = StockProcessor(SETTINGS).reallocate([b"nobody"], DictStore())
+    output = StockProcessor(SETTINGS).reallocate([b"nobody"], RecordingStore())
     assert not output.allocation_records and not output.ats_records
 
 
 def test_old_table_values_are_read_and_allocated_and_new_ones_read_as_stock():
-    ledger, store = Ledger(), DictStore()
+    ledger, store = Ledger(), RecordingStore()
     old = StockState("A")
     apply_movement(old, ledger.receipt(50))
     store.put(b"A", orjson.dumps(old.to_dict()))  # written before allocation existed
@@ -238,7 +229,7 @@ def test_old_table_values_are_read_and_allocated_and_new_ones_read_as_stock():
 def test_signals_are_published_when_they_change_not_on_every_batch():
     settings = SETTINGS.model_copy(
         update={"replenishment_lead_time_days": 10, "replenishment_safety_days": 0, "signal_sellout_hours": 72})
-    ledger, store = Ledger(), DictStore()
+    ledger, store = Ledger(), RecordingStore()
     processor = StockProcessor(settings, FixedRules(split_rules()))
     processor.process(encode_movements([ledger.receipt(1000)]), ledger.source(), store)
 
