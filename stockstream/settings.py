@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     # 3 x 64 MB and a 2 GB cache per store, which lets RSS grow with the catalogue.
     table_write_buffer_mb: int = Field(default=8, ge=1)
     table_block_cache_mb: int = Field(default=16, ge=1)
+    # A worker missing at least this many changelog records of a table partition it was assigned
+    # (new disk, takeover) reads them in bulk before Faust's per-record recovery reads the rest
+    # (streams/table_restore.py). 0 leaves it all to Faust.
+    table_bulk_restore_min_records: int = Field(default=2_000, ge=0)
 
     # Embedded local broker (no Docker): resolved from Maven Central, cached, KRaft single node.
     kafka_version: str = "4.3.0"

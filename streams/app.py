@@ -20,7 +20,7 @@ import faust
 
 from stockstream.settings import Settings
 from stockstream.topics import ALLOCATION_COMMANDS, ALLOCATIONS, ATS, INGEST, MOVEMENTS, QUARANTINE, RETRY, SIGNALS
-from streams import faust_patches, metrics
+from streams import faust_patches, metrics, table_restore
 from streams.changelog import ChangelogSender
 from streams.in_order import guard_topics, in_offset_order
 from streams.outputs import Outputs
@@ -86,6 +86,8 @@ def create_app(
     async def rewind_gaps() -> None:
         await rewinder.run_once()
 
+    if settings.table_bulk_restore_min_records:
+        table_restore.enable(app, settings.bootstrap_servers, settings.table_bulk_restore_min_records)
     orders = _bytes_table(app, "orders", settings)
     stock = _bytes_table(app, "stock", settings)
     outputs = Outputs(settings.bootstrap_servers)

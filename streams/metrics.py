@@ -43,6 +43,15 @@ INPUT_EXPIRED = Counter(
     "topic's retention); the partition goes on from its log start",
     ["topic"], registry=REGISTRY,
 )
+TABLE_RESTORED = Counter(
+    "stockstream_table_restored_records_total",
+    "Changelog records restored in bulk into local table state before Faust's recovery (a worker without the "
+    "partition's state: new disk, takeover)", registry=REGISTRY,
+)
+TABLE_RESTORE_SECONDS = Counter(
+    "stockstream_table_restore_seconds_total", "Time spent restoring table state in bulk from changelogs",
+    registry=REGISTRY,
+)
 ATS_UPDATES = Counter("stockstream_ats_updates_total", "ATS snapshots published", registry=REGISTRY)
 DETAIL_REQUESTS = Counter(
     "stockstream_order_detail_requests_total", "Status-only notifications held until the order detail arrives",
