@@ -329,6 +329,7 @@ def required_any(d: Mapping[str, Any], keys: Sequence[str], where: str) -> Any:
 
 
 _ID_RE = re.compile(r"[^\s\x00-\x1f\x7f]{1,128}")
+CONTROL_CHAR = re.compile(r"[\x00-\x1f]")
 
 
 def id_str(value: Any, where: str) -> str:
@@ -367,7 +368,7 @@ def code_str(value: Any, where: str) -> Optional[str]:
     value = value.strip()
     if not value:
         return None
-    if len(value) > 128 or any(ord(c) < 32 for c in value):
+    if len(value) > 128 or CONTROL_CHAR.search(value):
         raise RejectError(BAD_ID, f"{where}: malformed merchant code {_show(value)}")
     return value
 

@@ -175,7 +175,7 @@ def _text(value: Any, where: str, required: bool = True) -> Optional[str]:
     if not isinstance(value, str):
         raise RejectError(WRONG_TYPE, f"{where} must be a string, got {type(value).__name__}")
     value = value.strip()
-    if len(value) > 256 or any(ord(c) < 32 for c in value):
+    if len(value) > 256 or base.CONTROL_CHAR.search(value):
         raise RejectError(base.BAD_ID, f"{where} malformed")
     return value
 
