@@ -163,8 +163,20 @@ def wait_drained(settings: Settings, workers: Sequence[WorkerProcess], timeout: 
     raise TimeoutError(f"pipeline not drained after {timeout}s")
 
 
-def read_timestamps(bootstrap: str, topic: str, partitions: int, key_prefix: Optional[bytes] = None) -> list[tuple[bytes, int]]:
-    """(key, Kafka timestamp in ms) of every record now in `topic`, keys filtered by prefix."""
+def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    """Each partition's high watermark now: what a later `read_timestamps(since=...)` skips."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-ends-{uuid.uuid4().hex[:6]}"})
+    try:
+        return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions)}
+    finally:
+        consumer.close()
+
+
+def read_timestamps(
+    bootstrap: str, topic: str, partitions: int, key_prefix: Optional[bytes] = None, since: Optional[dict[int, int]] = None,
+) -> list[tuple[bytes, int]]:
+    """(key, Kafka timestamp in ms) of every record now in `topic` (from the offsets `since`, if
+    given: reading millions of earlier records would time the reader), keys filtered by prefix."""
     consumer = Consumer({
         "bootstrap.servers": bootstrap, "group.id": f"bench-read-{uuid.uuid4().hex[:6]}",
         "enable.auto.commit": False, "enable.partition.eof": False,
@@ -174,9 +186,10 @@ def read_timestamps(bootstrap: str, topic: str, partitions: int, key_prefix: Opt
         assignment = []
         for p in range(partitions):
             low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            if high > low:
+            start = max(low, (since or {}).get(p, low))
+            if high > start:
                 ends[p] = high
-                assignment.append(TopicPartition(topic, p, low))
+                assignment.append(TopicPartition(topic, p, start))
         consumer.assign(assignment)
         out: list[tuple[bytes, int]] = []
         done: set[int] = set()

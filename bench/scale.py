@@ -92,17 +92,19 @@ def receipts(skus: int, seed: int = 1, locations: int = len(LOCATIONS)):
 def _time_to_probe_outputs(settings: Settings, worker: WorkerProcess, first_probe: int, probes: int, timeout: float) -> float:
     """Start `worker`, publish probes at once, and time until every probe has an output."""
     from bench.feed import PROBE_SKU_PREFIX
-    from bench.harness import read_timestamps
+    from bench.harness import end_offsets, read_timestamps
 
     publisher = RawPublisher(settings)
+    output = settings.topic(harness.output_topic())
+    before = end_offsets(settings.bootstrap_servers, output, settings.partitions)
     started = time.monotonic()
     worker.start()
     numbers = range(first_probe, first_probe + probes)
     publisher.publish_all((warehouse.PLATFORM, probe_record(n, int(time.time() * 1000))) for n in numbers)
     wanted = {f"{PROBE_SKU_PREFIX}{n:07d}".encode() for n in numbers}
-    output = settings.topic(harness.output_topic())
     while time.monotonic() - started < timeout:
-        seen = {key for key, _ in read_timestamps(settings.bootstrap_servers, output, settings.partitions, PROBE_SKU_PREFIX.encode())}
+        seen = {key for key, _ in read_timestamps(settings.bootstrap_servers, output, settings.partitions,
+                                                  PROBE_SKU_PREFIX.encode(), since=before)}
         if wanted <= seen:
             return time.monotonic() - started
         if not worker.alive:
