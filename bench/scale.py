@@ -134,6 +134,7 @@ def measure(bootstrap: str, skus: int, timeout: float = 3600, locations: int = l
         shutil.rmtree(path)  # the local RocksDB state: only the changelogs are left
     deleted = _time_to_probe_outputs(settings, worker, 101, 16, timeout=1200)
     rss_after_recovery = rss_bytes(worker.process.pid)
+    restored = _bulk_restore(worker)
     worker.stop()
     keys = skus  # stock table keys; the orders table stays empty (documents only)
     return {
@@ -143,9 +144,21 @@ def measure(bootstrap: str, skus: int, timeout: float = 3600, locations: int = l
         "rss_mb": round(rss / 2**20, 1), "rss_after_recovery_mb": round(rss_after_recovery / 2**20, 1),
         "disk_mb": round(disk / 2**20, 1), "disk_includes_wal": True,
         "restart_state_kept_s": round(kept, 1), "restart_state_deleted_s": round(deleted, 1),
-        "recovery_s": round(max(deleted - kept, 0.0), 1), "recovered_keys": keys,
+        "recovery_s": round(max(deleted - kept, 0.0), 1), "recovered_keys": keys, **restored,
         "load": harness.machine_load(),
     }
+
+
+def _bulk_restore(worker: WorkerProcess) -> dict:
+    """What the worker's bulk restore (streams/table_restore.py) read and how long it took."""
+    import re
+    import urllib.request
+
+    with urllib.request.urlopen(f"{worker.url}/metrics", timeout=10) as response:
+        exposition = response.read().decode()
+    found = dict(re.findall(r"^(stockstream_table_restore\w+_total) ([0-9.e+]+)$", exposition, re.M))
+    return {"bulk_restored_records": int(float(found.get("stockstream_table_restored_records_total", 0))),
+            "bulk_restore_s": round(float(found.get("stockstream_table_restore_seconds_total", 0)), 1)}
 
 
 def extrapolate(points: list[dict], skus: int) -> dict:
