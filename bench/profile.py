@@ -121,14 +121,21 @@ def run(bootstrap: str, events: int = 30_000, seconds: float = 20, skus: int = 2
     measured = pipeline_rate(bootstrap, 1, events, skus, profile_seconds=seconds)
     raw = harness.RESULTS_DIR / "profile.txt"
     analysis = shares(parse_collapsed(raw.read_text())) if raw.exists() else {}
+    from bench.processors import run as processors_alone
+
     result = {
         "benchmark": "profile", "events": events, "seconds_sampled": seconds,
         "events_per_s_while_sampled": measured["events_per_s"], "analysis": analysis,
         "flamegraph": "bench/results/profile.svg", "load": harness.machine_load(),
+        # The same traffic through the normalizer and stock processor alone: the ceiling of our Python.
+        "processors_alone": processors_alone(events, skus),
     }
     harness.save("profile", result)
     for layer, pct in analysis.get("layers", []):
         print(f"profile: {pct:5.1f}%  {layer}", flush=True)
+    alone = result["processors_alone"]
+    print(f"profile: processors alone {alone['events_per_s']:,} events/s (normalize {alone['normalize_events_per_s']:,}/s, "
+          f"stock {alone['stock_events_per_s']:,}/s)", flush=True)
     return result
 
 

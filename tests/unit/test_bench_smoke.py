@@ -14,7 +14,7 @@ from bench.profile import layer_of, parse_collapsed, shares
 from bench.stats import percentile, slope, summarize_ms
 
 
-@pytest.mark.parametrize("module", ["harness", "feed", "paced", "throughput", "latency", "spike", "scale", "oversell", "profile", "report", "__main__"])
+@pytest.mark.parametrize("module", ["harness", "feed", "paced", "throughput", "latency", "spike", "scale", "oversell", "profile", "processors", "report", "__main__"])
 def test_bench_modules_import(module):
     importlib.import_module(f"bench.{module}")
 
@@ -85,3 +85,16 @@ def test_profile_shares_by_layer():
     assert result["samples"] == 10
     assert dict(result["layers"]) == {"stockstream: streams (agents, processors)": 60.0, "aiokafka": 40.0}
     assert layer_of("loads (orjson)") == "other (python, other libraries)"
+
+
+def test_processors_alone_run_the_whole_traffic_through_both_stages():
+    from bench.processors import PARTITIONS, _ingest_batches, _once
+    from connectors.simulators.traffic import generate
+    from stockstream.settings import Settings
+
+    traffic = generate(skus=20, events=300, duplicate_rate=0.2, seed=3)
+    settings = Settings(partitions=PARTITIONS, shops=traffic.shop_settings())
+    batches = _ingest_batches(traffic, settings)
+    assert sum(1 for _ in batches) >= 1
+    _normalize_s, _stock_s, movement_batches = _once(batches, settings)
+    assert movement_batches >= 1
