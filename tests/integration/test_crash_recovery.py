@@ -20,6 +20,7 @@ from streams.ats_topic import latest_snapshots
 from streams.ledger import read_ledger, rebuild
 from tests.support.lag import pipeline_lag
 from tests.support.ats import ats_over_http, wait_for_expected
+from tests.support.tmall_backlog import tmall_backlog
 
 pytestmark = pytest.mark.integration
 
@@ -74,12 +75,7 @@ def test_a_worker_that_lost_its_disk_restores_its_tables_in_bulk_and_stays_exact
     through the bulk restore (streams/table_restore.py), and what follows is applied on top of them
     exactly: redeliveries of orders seen before the loss are still recognised, stock still adds up."""
     settings = settings.model_copy(update={"table_bulk_restore_min_records": 100})
-    ensure_topics(settings)
-    traffic = TmallTraffic(skus=[f"SKU-{i:03d}" for i in range(200)], duplicate_rate=0.2, seed=11)
-    publisher = RawPublisher(settings)
-    publisher.publish("warehouse", traffic.receipts())
-    messages = traffic.messages(16_000)
-    publisher.publish("tmall", (next(messages) for _ in range(8_000)))
+    traffic, publisher, messages = tmall_backlog(settings, skus=200, seed=11, messages=16_000, published=8_000)
 
     worker = WorkerProcess(settings).start()
     try:

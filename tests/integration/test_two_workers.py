@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from connectors.publisher import RawPublisher
-from connectors.simulators.tmall_traffic import TmallTraffic
 from stockstream.process import WorkerProcess
-from stockstream.topics import ensure_topics
 from tests.conftest import free_tcp_port
 from tests.support.ats import ats_over_http, wait_for_expected
+from tests.support.tmall_backlog import tmall_backlog
 
 pytestmark = pytest.mark.integration
 
@@ -20,12 +18,7 @@ def second_worker_settings(settings):
 
 
 def test_any_worker_answers_and_a_survivor_takes_over(settings):
-    ensure_topics(settings)
-    traffic = TmallTraffic(skus=[f"SKU-{i:03d}" for i in range(60)], duplicate_rate=0.2, seed=3)
-    publisher = RawPublisher(settings)
-    publisher.publish("warehouse", traffic.receipts())
-    messages = traffic.messages(6_000)
-    publisher.publish("tmall", (next(messages) for _ in range(3_000)))
+    traffic, publisher, messages = tmall_backlog(settings, skus=60, seed=3, messages=6_000, published=3_000)
 
     worker_a = WorkerProcess(settings).start()
     worker_b = WorkerProcess(second_worker_settings(settings)).start()
