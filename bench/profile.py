@@ -116,13 +116,12 @@ def shares(stacks: list[tuple[list[str], int]], top: int = 40) -> dict:
 
 
 def run(bootstrap: str, events: int = 30_000, seconds: float = 20, skus: int = 2000) -> dict:
+    from bench.processors import run as processors_alone
     from bench.throughput import pipeline_rate
 
     measured = pipeline_rate(bootstrap, 1, events, skus, profile_seconds=seconds)
     raw = harness.RESULTS_DIR / "profile.txt"
     analysis = shares(parse_collapsed(raw.read_text())) if raw.exists() else {}
-    from bench.processors import run as processors_alone
-
     result = {
         "benchmark": "profile", "events": events, "seconds_sampled": seconds,
         "events_per_s_while_sampled": measured["events_per_s"], "analysis": analysis,

@@ -151,14 +151,8 @@ def measure(bootstrap: str, skus: int, timeout: float = 3600, locations: int = l
 
 def _bulk_restore(worker: WorkerProcess) -> dict:
     """What the worker's bulk restore (streams/table_restore.py) read and how long it took."""
-    import re
-    import urllib.request
-
-    with urllib.request.urlopen(f"{worker.url}/metrics", timeout=10) as response:
-        exposition = response.read().decode()
-    found = dict(re.findall(r"^(stockstream_table_restore\w+_total) ([0-9.e+]+)$", exposition, re.M))
-    return {"bulk_restored_records": int(float(found.get("stockstream_table_restored_records_total", 0))),
-            "bulk_restore_s": round(float(found.get("stockstream_table_restore_seconds_total", 0)), 1)}
+    return {"bulk_restored_records": int(worker.metric("stockstream_table_restored_records_total")),
+            "bulk_restore_s": round(worker.metric("stockstream_table_restore_seconds_total"), 1)}
 
 
 def extrapolate(points: list[dict], skus: int) -> dict:

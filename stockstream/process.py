@@ -83,3 +83,15 @@ class WorkerProcess:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+    def metric(self, name: str, **labels: str) -> float:
+        """One sample of the worker's /metrics (0 while the series has no sample yet)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        with urllib.request.urlopen(f"{self.url}/metrics", timeout=10) as response:
+            exposition = response.read().decode()
+        for family in text_string_to_metric_families(exposition):
+            for sample in family.samples:
+                if sample.name == name and sample.labels == labels:
+                    return sample.value
+        return 0.0

@@ -66,7 +66,7 @@ class BulkRestorer:
         wanted = []
         for tp in tps:
             store = recovery.tp_to_table[tp].data
-            applied = max(_or_none(offsets.get(tp)), _or_none(store.persisted_offset(tp)))
+            applied = max(_or_minus_one(offsets.get(tp)), _or_minus_one(store.persisted_offset(tp)))
             last = recovery.active_highwaters.get(tp, -1)
             if last - applied >= self.min_records:
                 wanted.append(RestoreRange(tp.topic, tp.partition, applied + 1, last, _StorePartition(store, tp.partition)))
@@ -101,7 +101,7 @@ class BulkRestorer:
         for r in ranges:
             tp = TP(r.topic, r.partition)
             persisted = recovery.tp_to_table[tp].data.persisted_offset(tp)
-            if persisted is not None and persisted > _or_none(offsets.get(tp)):
+            if persisted is not None and persisted > _or_minus_one(offsets.get(tp)):
                 offsets[tp] = persisted
 
     async def _previous_finished(self) -> None:
@@ -117,7 +117,7 @@ class BulkRestorer:
             self._running = None
 
 
-def _or_none(offset: Optional[int]) -> int:
+def _or_minus_one(offset: Optional[int]) -> int:
     return -1 if offset is None else offset
 
 

@@ -3,10 +3,8 @@ after a crash, none applied twice on replay (changelog recovery + origin marks).
 
 from __future__ import annotations
 
-import re
 import shutil
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -92,14 +90,8 @@ def test_a_worker_that_lost_its_disk_restores_its_tables_in_bulk_and_stays_exact
         publisher.publish("tmall", messages)
         wrong = wait_for_expected(worker, traffic.truth.skus(), traffic.truth.ats, timeout=180)
         assert not wrong, f"{len(wrong)} SKUs differ after the restore (got, expected): {dict(list(wrong.items())[:10])}"
-        restored = _metric(worker, "stockstream_table_restored_records_total")
+        restored = worker.metric("stockstream_table_restored_records_total")
         assert restored >= 2 * 100, f"the tables were not restored in bulk ({restored} records):\n{worker.log_tail()}"
     finally:
         worker.stop()
 
-
-def _metric(worker: WorkerProcess, name: str) -> float:
-    with urllib.request.urlopen(f"{worker.url}/metrics", timeout=10) as response:
-        exposition = response.read().decode()
-    found = re.search(rf"^{name} ([0-9.e+]+)$", exposition, re.M)
-    return float(found.group(1)) if found else 0.0
