@@ -1,5 +1,7 @@
 # Multi-stage: build wheels with the compilers, run from a slim image as a non-root user.
 FROM python:3.11-slim AS build
+# A C compiler for the compiled hot path (stockstream/compiled.py).
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY requirements.lock pyproject.toml README.md ./
 # Only the runtime dependencies (pyproject's), at the versions CI tested (the lock as constraints):
@@ -11,7 +13,10 @@ COPY streams streams
 COPY connectors connectors
 COPY schemas schemas
 COPY sinks sinks
-RUN pip wheel --no-cache-dir --no-deps -w /wheels .
+COPY setup.py ./
+# The hot path compiled by Cython (the same sources; the worker's stockstream_hot_path_compiled says so).
+RUN pip install --no-cache-dir -c requirements.lock cython setuptools wheel \
+ && STOCKSTREAM_COMPILE=1 pip wheel --no-cache-dir --no-deps --no-build-isolation -w /wheels .
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 stockstream

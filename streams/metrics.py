@@ -66,6 +66,10 @@ BATCH_SIZE = Histogram(
     buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000),
 )
 BATCHER_ALIVE = Gauge("stockstream_ingest_batcher_up", "1 while the ingest batcher thread runs", registry=REGISTRY)
+HOT_PATH_COMPILED = Gauge(
+    "stockstream_hot_path_compiled", "1 if the worker runs the compiled build of its hot path (stockstream/compiled.py)",
+    registry=REGISTRY,
+)
 # channel is "<platform>:<shop_id>": one series per configured shop, not per SKU.
 ALLOCATION_CHANGES = Counter(
     "stockstream_allocation_changes_total", "Per-channel allocation changes published (re-emissions not counted)",

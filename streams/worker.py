@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+
 import faust
 import mode
 
+from stockstream import compiled
 from stockstream.settings import Settings
 from stockstream.topics import changelog_topic, ensure_topics
 from streams import metrics
@@ -13,6 +16,8 @@ from streams.catalog_feed import CatalogFeed, CatalogFeedService
 from streams.ingest import IngestBatcher
 from streams.rules_feed import RulesFeed, rules_feed_service
 from streams.worker_metrics import WorkerMetricsService
+
+log = logging.getLogger(__name__)
 
 
 class IngestBatcherService(mode.Service):
@@ -36,6 +41,21 @@ class IngestBatcherService(mode.Service):
             await self.crash(self.batcher.failure)
 
 
+def report_build() -> bool:
+    """Logs and exports whether the hot path runs compiled (stockstream/compiled.py). A build
+    compiled only in part counts as pure, and the modules left in Python are named."""
+    status = compiled.compiled_modules()
+    is_compiled = all(status.values())
+    if is_compiled:
+        log.info("hot path compiled: %d modules", len(status))
+    elif any(status.values()):
+        log.warning("hot path partly compiled; pure Python: %s", ", ".join(n for n, c in status.items() if not c))
+    else:
+        log.info("hot path in pure Python (a compiled build: stockstream/compiled.py)")
+    metrics.HOT_PATH_COMPILED.set(1 if is_compiled else 0)
+    return is_compiled
+
+
 def run_worker(settings: Settings) -> None:
     ensure_topics(settings)
     # The tables' changelog topics too, before Faust starts. Faust declares them itself and then
@@ -46,6 +66,11 @@ def run_worker(settings: Settings) -> None:
     feed = CatalogFeed(settings)
     rules = RulesFeed(settings)
     pipeline = create_app(settings, catalog_feed=feed, rules_feed=rules)
+
+    @pipeline.app.task
+    async def report_hot_path() -> None:  # a task: runs once Faust has set up logging
+        report_build()
+
     from streams.retry import RetrierService
 
     services = (
