@@ -8,6 +8,7 @@ shared with other jobs, so only ratios against a baseline measured in the same r
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -28,6 +29,8 @@ from stockstream.topics import ALL_TOPICS, ensure_topics
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 PROCESSED_METRIC = "stockstream_raw_records_processed_total"
+# What a worker runs: the sources as installed, or the compiled build of its hot path.
+BUILDS = ("pure", "compiled")
 
 
 def free_ports(count: int) -> list[int]:
@@ -80,8 +83,30 @@ def worker_settings(settings: Settings, index: int) -> Settings:
     return settings.model_copy(update={"web_port": free_ports(1)[0], "data_dir": Path(settings.data_dir) / f"w{index}"})
 
 
-def start_workers(settings: Settings, count: int, ready_timeout: float = 180) -> list[WorkerProcess]:
-    workers = [WorkerProcess(worker_settings(settings, i)).start() for i in range(count)]
+@functools.cache
+def _compiled_dir() -> Path:
+    from stockstream import compiled
+
+    target = RESULTS_DIR / "cache" / "compiled"
+    if target.exists():
+        import shutil
+
+        shutil.rmtree(target)  # built from the sources of this run, never an older copy
+    print(f"building the compiled hot path into {target} ...", flush=True)
+    return compiled.build_tree(target)
+
+
+def code_dir(build: str) -> Optional[Path]:
+    """Where workers of `build` run from: None (the installed sources) or the compiled copy, built
+    once per benchmark process from the current sources."""
+    if build not in BUILDS:
+        raise ValueError(f"build {build!r}: one of {BUILDS}")
+    return _compiled_dir() if build == "compiled" else None
+
+
+def start_workers(settings: Settings, count: int, ready_timeout: float = 180, build: str = "pure") -> list[WorkerProcess]:
+    directory = code_dir(build)
+    workers = [WorkerProcess(worker_settings(settings, i), code_dir=directory).start() for i in range(count)]
     try:
         for worker in workers:
             worker.wait_ready(timeout=ready_timeout)
@@ -215,6 +240,49 @@ def output_topic() -> str:
     from streams.stock import StockOutput
 
     return "allocations" if hasattr(StockOutput(), "allocation_records") else "ats"
+
+
+class CpuMeter:
+    """CPU seconds spent over a window: each worker's main thread (the agents) and its other threads
+    (ingest batcher, Faust's consumer thread, librdkafka), the local broker's JVM, the machine."""
+
+    def __init__(self, worker_pids: Sequence[int]) -> None:
+        import psutil
+
+        self._psutil = psutil
+        self.workers = [psutil.Process(pid) for pid in worker_pids]
+        brokers = [p for p in psutil.process_iter(["cmdline"]) if "kafka.Kafka" in " ".join(p.info["cmdline"] or ())]
+        self.broker = brokers[0] if len(brokers) == 1 else None  # a remote or ambiguous broker: not measured
+
+    def _sample(self) -> dict:
+        times = self._psutil.cpu_times()
+        sample = {"at": time.monotonic(), "machine_busy": sum(times) - times.idle - getattr(times, "iowait", 0.0),
+                  "machine_total": sum(times), "workers": []}
+        for worker in self.workers:
+            threads = {t.id: t.user_time + t.system_time for t in worker.threads()}
+            sample["workers"].append((threads.pop(worker.pid, 0.0), sum(threads.values())))
+        if self.broker is not None:
+            cpu = self.broker.cpu_times()
+            sample["broker"] = cpu.user + cpu.system
+        return sample
+
+    def start(self) -> "CpuMeter":
+        self._first = self._sample()
+        return self
+
+    def stop(self) -> dict:
+        last, first = self._sample(), self._first
+        seconds = last["at"] - first["at"]
+        busy = (last["machine_busy"] - first["machine_busy"]) / max(last["machine_total"] - first["machine_total"], 1e-9)
+        result = {
+            "seconds": round(seconds, 2),
+            "machine_busy_pct": round(100 * busy, 1),  # of all the machine's cores
+            "workers": [{"main_thread_s": round(m1 - m0, 2), "other_threads_s": round(o1 - o0, 2)}
+                        for (m0, o0), (m1, o1) in zip(first["workers"], last["workers"])],
+        }
+        if "broker" in first:
+            result["broker_s"] = round(last["broker"] - first["broker"], 2)
+        return result
 
 
 def machine_load() -> dict:

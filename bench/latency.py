@@ -61,18 +61,21 @@ def assess(run: dict, rate: float) -> dict:
     }
 
 
-def run(bootstrap: str, rates=(1000, 5000, 10000), seconds=(20, 10, 8), workers: int = 1, drain_timeout: float = 45) -> dict:
+def run(bootstrap: str, rates=(1000, 5000, 10000), seconds=(20, 10, 8), workers: int = 1, drain_timeout: float = 45,
+        builds: tuple[str, ...] = harness.BUILDS) -> dict:
     pool = traffic_pool(max(int(r * s * 1.05) + 1000 for r, s in zip(rates, seconds)))
     result = {"benchmark": "latency", "workers": workers, "load_start": harness.machine_load(), "levels": [], "runs": []}
-    for rate, secs in zip(rates, seconds):
-        paced = run_paced(bootstrap, f"lat{rate}", pool, [Phase(secs, rate, f"{rate}/s")], workers, drain_timeout)
+    for build, (rate, secs) in ((b, level) for b in builds for level in zip(rates, seconds)):
+        paced = run_paced(bootstrap, f"lat{rate}", pool, [Phase(secs, rate, f"{rate}/s")], workers, drain_timeout,
+                          build=build)
         level = assess(paced, rate)
+        level["build"] = build
         level["output_topic"] = paced["output_topic"]
         level["load"] = paced["load_before"]
         result["levels"].append(level)
         result["runs"].append(paced)
         lat = level["latency"]
-        print(f"latency: {rate}/s offered ({level['achieved_offered_per_s']}/s achieved), processing "
+        print(f"latency ({build}): {rate}/s offered ({level['achieved_offered_per_s']}/s achieved), processing "
               f"{level['processing_per_s']}/s, sustained={level['sustained']}, p50/p95/p99 "
               f"{lat['p50_ms']}/{lat['p95_ms']}/{lat['p99_ms']} ms, lag at end {level['lag_at_end_events']}", flush=True)
         harness.save("latency", result)
@@ -84,12 +87,13 @@ def main(argv=None) -> None:
     parser.add_argument("--rates", type=int, nargs="+", default=[1000, 5000, 10000])
     parser.add_argument("--seconds", type=float, nargs="+", default=[20, 10, 8])
     parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--builds", nargs="+", default=list(harness.BUILDS), choices=harness.BUILDS)
     parser.add_argument("--bootstrap", default=None)
     args = parser.parse_args(argv)
     if len(args.seconds) != len(args.rates):
         parser.error("one --seconds per --rates")
     with harness.broker(args.bootstrap) as bootstrap:
-        run(bootstrap, tuple(args.rates), tuple(args.seconds), args.workers)
+        run(bootstrap, tuple(args.rates), tuple(args.seconds), args.workers, builds=tuple(args.builds))
 
 
 if __name__ == "__main__":

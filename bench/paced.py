@@ -47,10 +47,10 @@ class LagSampler:
 
 def run_paced(
     bootstrap: str, name: str, traffic: Traffic, phases: Sequence[Phase], workers: int = 1,
-    drain_timeout: float = 60, probe_every: int = 100,
+    drain_timeout: float = 60, probe_every: int = 100, build: str = "pure",
 ) -> dict:
     settings = harness.fresh_settings(bootstrap, name, traffic.shop_settings())
-    procs = harness.start_workers(settings, workers)
+    procs = harness.start_workers(settings, workers, build=build)
     drained_at: Optional[float] = None
     try:
         # The traffic opens with the initial stock receipts (every SKU at every location): they
@@ -87,6 +87,7 @@ def run_paced(
     return {
         "name": name,
         "workers": workers,
+        "build": build,
         "output_topic": output,
         "phases": feed.phases,
         "produced": feed.produced,

@@ -3,13 +3,18 @@ benchmark traffic in one process, without Kafka, Faust or RocksDB (dict stores),
 the size the ingest batcher forms under a backlog. A worker cannot be faster than this; the gap
 between this and the pipeline rate is what Kafka, Faust and the ingest batcher cost.
 
-    python -m bench.processors [--events 30000]
+    python -m bench.processors [--events 30000] [--build pure|compiled]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 from bench import harness
 from bench.feed import traffic_pool
@@ -74,13 +79,33 @@ def run(events: int = 30_000, skus: int = 2000, repeats: int = 3) -> dict:
     }
 
 
+def run_build(build: str, events: int = 30_000, skus: int = 2000) -> dict:
+    """`run` on the sources of `build` (bench/harness.py), in a process of its own."""
+    directory = harness.code_dir(build)
+    if directory is None:
+        return {**run(events, skus), "build": build}
+    repo = Path(__file__).resolve().parent.parent
+    # The compiled copy first, then this checkout for bench/ itself; cwd the copy (`python -m`
+    # puts the cwd first on sys.path).
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join((str(directory), str(repo)))}
+    out = subprocess.run([sys.executable, "-m", "bench.processors", "--events", str(events), "--skus", str(skus), "--json"],
+                         cwd=directory, env=env, check=True, capture_output=True, text=True).stdout
+    return {**json.loads(out.splitlines()[-1]), "build": build}
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=30_000)
+    parser.add_argument("--skus", type=int, default=2000)
+    parser.add_argument("--build", default="pure", choices=harness.BUILDS)
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
     args = parser.parse_args(argv)
-    result = run(args.events)
-    print(f"processors alone: {result['events_per_s']:,} events/s (normalize {result['normalize_events_per_s']:,}/s, "
-          f"stock {result['stock_events_per_s']:,}/s)")
+    result = run_build(args.build, args.events, args.skus)
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"processors alone ({args.build}): {result['events_per_s']:,} events/s (normalize "
+          f"{result['normalize_events_per_s']:,}/s, stock {result['stock_events_per_s']:,}/s)")
 
 
 if __name__ == "__main__":

@@ -116,7 +116,7 @@ def shares(stacks: list[tuple[list[str], int]], top: int = 40) -> dict:
 
 
 def run(bootstrap: str, events: int = 30_000, seconds: float = 20, skus: int = 2000) -> dict:
-    from bench.processors import run as processors_alone
+    from bench.processors import run_build as processors_alone
     from bench.throughput import pipeline_rate
 
     measured = pipeline_rate(bootstrap, 1, events, skus, profile_seconds=seconds)
@@ -127,14 +127,17 @@ def run(bootstrap: str, events: int = 30_000, seconds: float = 20, skus: int = 2
         "events_per_s_while_sampled": measured["events_per_s"], "analysis": analysis,
         "flamegraph": "bench/results/profile.svg", "load": harness.machine_load(),
         # The same traffic through the normalizer and stock processor alone: the ceiling of our Python.
-        "processors_alone": processors_alone(events, skus),
+        "processors_alone": processors_alone("pure", events, skus),
+        # ... and on the compiled build of the hot path (stockstream/compiled.py)
+        "processors_alone_compiled": processors_alone("compiled", events, skus),
     }
     harness.save("profile", result)
     for layer, pct in analysis.get("layers", []):
         print(f"profile: {pct:5.1f}%  {layer}", flush=True)
-    alone = result["processors_alone"]
-    print(f"profile: processors alone {alone['events_per_s']:,} events/s (normalize {alone['normalize_events_per_s']:,}/s, "
-          f"stock {alone['stock_events_per_s']:,}/s)", flush=True)
+    for key in ("processors_alone", "processors_alone_compiled"):
+        alone = result[key]
+        print(f"profile: processors alone ({alone['build']}) {alone['events_per_s']:,} events/s (normalize "
+              f"{alone['normalize_events_per_s']:,}/s, stock {alone['stock_events_per_s']:,}/s)", flush=True)
     return result
 
 

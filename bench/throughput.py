@@ -9,7 +9,10 @@ generator: Tmall, JD, Douyin, PDD and warehouse documents, 20% redeliveries) is 
 once, and the pipeline's rate is events / (drained - first record published). A backlog drained
 as fast as the workers go is the highest rate they can sustain.
 
-    python -m bench.throughput [--events 50000] [--workers 1 2] [--bootstrap host:port]
+Each worker count runs twice: on the sources as installed ("pure") and on the compiled build of
+the hot path (stockstream/compiled.py), same run, same broker.
+
+    python -m bench.throughput [--events 50000] [--workers 1 2] [--builds pure compiled] [--bootstrap host:port]
 """
 
 from __future__ import annotations
@@ -102,18 +105,20 @@ def _partition_counts(settings: Settings, topics: list[str]) -> dict[int, int]:
         consumer.close()
 
 
-def pipeline_rate(bootstrap: str, workers: int, events: int, skus: int, profile_seconds: float = 0) -> dict:
+def pipeline_rate(bootstrap: str, workers: int, events: int, skus: int, profile_seconds: float = 0,
+                  build: str = "pure") -> dict:
     """One run on fresh topics: `workers` processes drain a backlog of `events` raw records;
     then the baseline reads the same topics with as many processes."""
     traffic = traffic_pool(events, skus)
     settings = harness.fresh_settings(bootstrap, f"tp{workers}", traffic.shop_settings())
-    procs = harness.start_workers(settings, workers)
+    procs = harness.start_workers(settings, workers, build=build)
     profiler = None
     try:
         warmup = harness.warm_up(settings, procs)
         events_total = events + warmup
         load_before = harness.machine_load()
         publisher = RawPublisher(settings)
+        cpu = harness.CpuMeter([proc.process.pid for proc in procs]).start()
         started = time.monotonic()
         samples = []
         publisher.publish_all(traffic.records)
@@ -136,6 +141,7 @@ def pipeline_rate(bootstrap: str, workers: int, events: int, skus: int, profile_
                 raise TimeoutError("pipeline not drained after 30 min")
             time.sleep(0.5)
         elapsed = time.monotonic() - started
+        cpu_seconds = cpu.stop()
         rss = _rss_mb(procs)
     finally:
         if profiler is not None:
@@ -145,6 +151,7 @@ def pipeline_rate(bootstrap: str, workers: int, events: int, skus: int, profile_
     rate = events / elapsed
     return {
         "workers": workers,
+        "build": build,
         "events": events,
         "skus": skus,
         "seconds": round(elapsed, 2),
@@ -155,6 +162,7 @@ def pipeline_rate(bootstrap: str, workers: int, events: int, skus: int, profile_
         "progress": [(round(t, 2), n) for t, n in samples],
         "stage_lags_after_normalized": stage_lags,
         "worker_rss_mb": rss,
+        "cpu": cpu_seconds,
         "load_before": load_before,
         "load_after": harness.machine_load(),
     }
@@ -166,14 +174,16 @@ def _rss_mb(procs) -> list[float]:
     return [round(rss_bytes(p.process.pid) / 2**20, 1) for p in procs]
 
 
-def run(bootstrap: str, events: int = 50_000, workers: tuple[int, ...] = (1, 2), skus: int = 2000) -> dict:
+def run(bootstrap: str, events: int = 50_000, workers: tuple[int, ...] = (1, 2), skus: int = 2000,
+        builds: tuple[str, ...] = harness.BUILDS) -> dict:
     result = {"benchmark": "throughput", "load_start": harness.machine_load(), "runs": []}
-    for n in workers:
-        run_result = pipeline_rate(bootstrap, n, events, skus)
-        print(f"throughput: {n} worker(s) {run_result['events_per_s']} events/s, baseline "
-              f"{run_result['baseline']['events_per_s']}/s, ratio {run_result['ratio_to_baseline']}", flush=True)
-        result["runs"].append(run_result)
-    harness.save("throughput", result)
+    for build in builds:
+        for n in workers:
+            run_result = pipeline_rate(bootstrap, n, events, skus, build=build)
+            print(f"throughput: {n} worker(s), {build}: {run_result['events_per_s']} events/s, baseline "
+                  f"{run_result['baseline']['events_per_s']}/s, ratio {run_result['ratio_to_baseline']}", flush=True)
+            result["runs"].append(run_result)
+            harness.save("throughput", result)
     return result
 
 
@@ -182,10 +192,11 @@ def main(argv=None) -> None:
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--skus", type=int, default=2_000)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--builds", nargs="+", default=list(harness.BUILDS), choices=harness.BUILDS)
     parser.add_argument("--bootstrap", default=None, help="an existing broker; default: start the embedded one")
     args = parser.parse_args(argv)
     with harness.broker(args.bootstrap) as bootstrap:
-        run(bootstrap, args.events, tuple(args.workers), args.skus)
+        run(bootstrap, args.events, tuple(args.workers), args.skus, tuple(args.builds))
 
 
 if __name__ == "__main__":

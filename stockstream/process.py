@@ -19,9 +19,12 @@ from stockstream.settings import Settings
 
 
 class WorkerProcess:
-    def __init__(self, settings: Settings, log_path: Optional[Path] = None) -> None:
+    def __init__(self, settings: Settings, log_path: Optional[Path] = None, code_dir: Optional[Path] = None) -> None:
+        """`code_dir`: run the packages found there (a compiled copy, stockstream/compiled.py)
+        instead of the installed ones."""
         self.settings = settings
         self.log_path = log_path or Path(settings.data_dir) / f"worker-{settings.web_port}.log"
+        self.code_dir = code_dir
         self.process: Optional[subprocess.Popen] = None
 
     @property
@@ -31,9 +34,13 @@ class WorkerProcess:
     def start(self) -> "WorkerProcess":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.settings.to_env(), "PYTHONUNBUFFERED": "1"}
+        if self.code_dir is not None:
+            env["PYTHONPATH"] = str(self.code_dir)
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "stockstream", "worker"],
+            # `python -m` puts its working directory first on sys.path: the code dir's, not ours.
+            cwd=self.code_dir,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
