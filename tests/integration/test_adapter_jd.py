@@ -69,6 +69,8 @@ async def test_jd_overlapping_windows_catch_late_writes_under_faults(settings):
         await drive_orders(sim, 24, PAID_FIRST_LIFECYCLES, step_s=0.03)
         finals = final_versions(sim)
         await wait_until(lambda: set(finals.values()) <= sink.seen, 30, what=lambda: f"final versions; missing {set(finals.values()) - sink.seen}; {adapter.counters} {sim.stats}")
+        # Faults are drawn per API call: the adapter keeps polling until one has come.
+        await wait_until(lambda: sim.stats["failed"] > 0, 30, what=lambda: f"a failed call; {sim.stats}")
     finally:
         await cancel(task)
         await adapter.close()

@@ -50,6 +50,10 @@ async def test_tmall_tmc_messages_reach_kafka_at_least_once_under_faults(setting
     task = asyncio.create_task(adapter.run())
     try:
         await drive_orders(sim, 30, TMALL_LIFECYCLES, partial_refunds=True)
+        # Faults are drawn per API call and the number of calls depends on timing: the adapter
+        # keeps polling until both kinds have come, so the run always covers them (seen: none).
+        await wait_until(lambda: sim.stats["failed"] > 0 and sim.stats["throttled"] > 0, 30,
+                         what=lambda: f"a failed and a throttled call; {sim.stats}")
         await wait_until(lambda: sim.pending() == 0, 40, what="every TMC message confirmed")
     finally:
         await cancel(task)
