@@ -154,7 +154,8 @@ def _wire_order_agent(pipeline: Pipeline, catalog_feed: Optional["CatalogFeed"] 
         await catalog_loaded()
         async for event in in_offset_order(app.consumer, stream.noack(), "normalize"):
             started = time.perf_counter()
-            await emit(normalizer.process(event.value, event.message.partition, TableStore(pipeline.orders)), started)
+            partition = event.message.partition
+            await emit(normalizer.process(event.value, partition, TableStore(pipeline.orders, partition)), started)
 
     # Quarantined records re-submitted once the catalog maps them (streams/retry.py): same table,
     # co-partitioned topic, an origin stream of their own.
@@ -165,7 +166,8 @@ def _wire_order_agent(pipeline: Pipeline, catalog_feed: Optional["CatalogFeed"] 
             message = event.message
             origin = retry_origin(message.partition, message.offset)
             started = time.perf_counter()
-            await emit(normalizer.process(event.value, message.partition, TableStore(pipeline.orders), origin=origin), started)
+            store = TableStore(pipeline.orders, message.partition)
+            await emit(normalizer.process(event.value, message.partition, store, origin=origin), started)
 
 
 def _wire_stock_agent(pipeline: Pipeline, rules_feed: Optional["RulesFeed"] = None) -> None:
@@ -211,7 +213,7 @@ def _wire_stock_agent(pipeline: Pipeline, rules_feed: Optional["RulesFeed"] = No
             async with sending:
                 started = time.perf_counter()
                 # Synchronous from table get to put: the command agent cannot interleave.
-                output = processor.process(event.value, source, TableStore(pipeline.stock))
+                output = processor.process(event.value, source, TableStore(pipeline.stock, message.partition))
                 metrics.observe_stock(output, time.perf_counter() - started)
                 await emit(output, message.partition)
 
@@ -229,4 +231,4 @@ def _wire_stock_agent(pipeline: Pipeline, rules_feed: Optional["RulesFeed"] = No
             async with sending:
                 stored = () if command.sku is not None else list(pipeline.stock.keys())
                 keys = keys_to_reallocate(command, stored, message.partition, settings.partitions)
-                await emit(processor.reallocate(keys, TableStore(pipeline.stock)), message.partition)
+                await emit(processor.reallocate(keys, TableStore(pipeline.stock, message.partition)), message.partition)
