@@ -83,3 +83,16 @@ def test_what_faust_wrote_it_reads(table):
     assert event is not None
     assert table.sent == [(1, b"SKU-5", b"from-faust", None)]
     assert TableStore(table, 1).get(b"SKU-5") == b"from-faust"
+
+
+def test_writes_reach_the_apps_sensors(table):
+    """The HTTP API's ATS history is such a sensor (streams/api_history.py)."""
+    seen = []
+
+    class Recorder(faust.Sensor):
+        def on_table_set(self, table, key, value) -> None:
+            seen.append((table.name, key, value))
+
+    table.app.sensors.add(Recorder())
+    TableStore(table, 0).put(b"SKU-7", b"v")
+    assert seen == [("stock", b"SKU-7", b"v")]
