@@ -239,12 +239,15 @@ def section_throughput(r: dict, plot: Optional[str]) -> list[str]:
            "as many processes, right after, on the same broker.", "",
            "Each worker count runs on the sources as installed (*pure*) and on the compiled build of the hot path "
            "(*compiled*: `stockstream/compiled.py`, the same sources compiled by Cython; built by the benchmark).", "",
-           "| workers | build | events | pipeline events/s | per worker | baseline events/s | ratio | load (1/5/15 min) before |",
-           "|---|---|---|---|---|---|---|---|"]
+           f"Each configuration ran {r.get('repeats', 1)} time(s), interleaved; the row is the run with the median rate "
+           "(every run's rate in the last column: single runs on this machine vary by about 20%).", "",
+           "| workers | build | events | pipeline events/s | per worker | baseline events/s | ratio | load (1/5/15 min) before | all runs, events/s |",
+           "|---|---|---|---|---|---|---|---|---|"]
     for run in r["runs"]:
+        runs = ", ".join(f"{rate:,}" for rate in run.get("all_events_per_s", [run["events_per_s"]]))
         out.append(f"| {run['workers']} | {run.get('build', 'pure')} | {run['events']:,} | {run['events_per_s']:,} | "
                    f"{run['events_per_s_per_worker']:,} | {run['baseline']['events_per_s']:,} | {run['ratio_to_baseline']:.4f} | "
-                   f"{_load_line(run['load_before'])} |")
+                   f"{_load_line(run['load_before'])} | {runs} |")
     by = {(run["workers"], run.get("build", "pure")): run for run in r["runs"]}
     notes = []
     for build in ("pure", "compiled"):
