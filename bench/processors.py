@@ -84,12 +84,12 @@ def run_build(build: str, events: int = 30_000, skus: int = 2000) -> dict:
     directory = harness.code_dir(build)
     if directory is None:
         return {**run(events, skus), "build": build}
-    repo = Path(__file__).resolve().parent.parent
-    # The compiled copy first, then this checkout for bench/ itself; cwd the copy (`python -m`
-    # puts the cwd first on sys.path).
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join((str(directory), str(repo)))}
+    from stockstream import compiled
+
+    repo = Path(__file__).resolve().parent.parent  # after the compiled copy: for bench/ itself
     out = subprocess.run([sys.executable, "-m", "bench.processors", "--events", str(events), "--skus", str(skus), "--json"],
-                         cwd=directory, env=env, check=True, capture_output=True, text=True).stdout
+                         **compiled.runs_from(directory, os.environ, also=(repo,)), check=True, capture_output=True,
+                         text=True).stdout
     return {**json.loads(out.splitlines()[-1]), "build": build}
 
 

@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Optional
 
+from stockstream import compiled
 from stockstream.settings import Settings
 
 
@@ -34,14 +35,11 @@ class WorkerProcess:
     def start(self) -> "WorkerProcess":
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.settings.to_env(), "PYTHONUNBUFFERED": "1"}
-        if self.code_dir is not None:
-            env["PYTHONPATH"] = str(self.code_dir)
+        options = {"env": env} if self.code_dir is None else compiled.runs_from(self.code_dir, env)
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "stockstream", "worker"],
-            # `python -m` puts its working directory first on sys.path: the code dir's, not ours.
-            cwd=self.code_dir,
-            env=env,
+            **options,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

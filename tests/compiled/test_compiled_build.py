@@ -27,10 +27,8 @@ def compiled_tree(tmp_path_factory) -> Path:
 
 
 def _run(tree: Path, *args: str, timeout: float) -> subprocess.CompletedProcess:
-    # cwd and PYTHONPATH both the copy: `python -m` puts the cwd first on sys.path, ahead of the
-    # editable install of the sources.
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    return subprocess.run([sys.executable, *args], cwd=tree, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, *args], **compiled.runs_from(tree, os.environ), capture_output=True, text=True,
+                          timeout=timeout)
 
 
 def test_every_hot_module_loads_compiled_and_the_worker_says_so(compiled_tree):
