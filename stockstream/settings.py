@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, Field, PositiveInt, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Platform = Literal["tmall", "jd", "douyin", "pdd"]
@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     # (new disk, takeover) reads them in bulk before Faust's per-record recovery reads the rest
     # (streams/table_restore.py). 0 leaves it all to Faust.
     table_bulk_restore_min_records: int = Field(default=2_000, ge=0)
+    # CPython's cyclic-GC thresholds in a worker (streams/gc_tuning.py); JSON in the env var,
+    # e.g. STOCKSTREAM_GC_THRESHOLDS='[700,10,10]' for CPython's defaults.
+    gc_thresholds: tuple[PositiveInt, PositiveInt, PositiveInt] = (50_000, 20, 100)
 
     # Embedded local broker (no Docker): resolved from Maven Central, cached, KRaft single node.
     kafka_version: str = "4.3.0"

@@ -61,6 +61,11 @@ BATCH_SECONDS = Histogram(
     "stockstream_batch_processing_seconds", "Time an agent spends on one batch record", ["agent"], registry=REGISTRY,
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+GC_PAUSE = Histogram(
+    "stockstream_gc_pause_seconds", "Pauses of the cyclic garbage collector (they hold the interpreter lock), by the "
+    "generation collected (2: a full collection)", ["generation"], registry=REGISTRY,
+    buckets=(0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+)
 BATCH_SIZE = Histogram(
     "stockstream_batch_events", "Events carried by one batch record", ["agent"], registry=REGISTRY,
     buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000),

@@ -10,7 +10,7 @@ import mode
 from stockstream import compiled
 from stockstream.settings import Settings
 from stockstream.topics import changelog_topic, ensure_topics
-from streams import metrics
+from streams import gc_tuning, metrics
 from streams.app import create_app
 from streams.catalog_feed import CatalogFeed, CatalogFeedService
 from streams.ingest import IngestBatcher
@@ -65,11 +65,16 @@ def run_worker(settings: Settings) -> None:
     ensure_topics(settings, tuple(changelog_topic(settings.app_id, table) for table in ("orders", "stock")))
     feed = CatalogFeed(settings)
     rules = RulesFeed(settings)
+    gc_tuning.configure(settings.gc_thresholds)
     pipeline = create_app(settings, catalog_feed=feed, rules_feed=rules)
 
     @pipeline.app.task
     async def report_hot_path() -> None:  # a task: runs once Faust has set up logging
         report_build()
+
+    @pipeline.app.task
+    async def freeze_startup_objects() -> None:  # a task: the app and its services exist by now
+        gc_tuning.freeze_startup()
 
     from streams.retry import RetrierService
 
