@@ -86,6 +86,9 @@ class OffsetCursor:
     gaps: dict[TopicPartition, Gap] = field(default_factory=dict)
     waiting_since: dict[TopicPartition, float] = field(default_factory=dict)
     progressed_at: dict[TopicPartition, float] = field(default_factory=dict)
+    # since when `note_stalls` has seen the partition's log hold records it has not processed:
+    # a partition idle for an hour whose next record just arrived has not stalled
+    pending_since: dict[TopicPartition, float] = field(default_factory=dict)
     # topic -> since when its agent has been waiting for a record; absent while it processes one
     # (and before its first: then it has waited since it started)
     awaiting_since: dict[str, float] = field(default_factory=dict)
@@ -105,6 +108,7 @@ class OffsetCursor:
                 self.next_offsets[key] = offset if offset is not None and offset >= 0 else None
                 self.gaps.pop(key, None)
                 self.waiting_since.pop(key, None)
+                self.pending_since.pop(key, None)
                 self.progressed_at[key] = now
 
     def awaiting(self, topic: str, now: float) -> None:
@@ -179,9 +183,14 @@ class OffsetCursor:
         for tp, highwater in highwaters.items():
             expected = self.next_offsets.get(tp)
             if expected is None or highwater is None or highwater <= expected or tp in self.gaps:
+                self.pending_since.pop(tp, None)
                 continue
+            # Waiting counts from the later of its last progress and its records' first sighting:
+            # records that came after a quiet spell have not waited for the whole spell. (Seen:
+            # every burst after 2 s of quiet rewound all partitions of the stock agent at once.)
+            waiting_since = max(self.progressed_at.get(tp, now), self.pending_since.setdefault(tp, now))
             wait = REWIND_IDLE_AFTER_S if self.idle(tp[0], now) else REWIND_STALLED_AFTER_S
-            if now - self.progressed_at.get(tp, now) >= wait:
+            if now - waiting_since >= wait:
                 self.progressed_at[tp] = now
                 self.gaps[tp] = Gap(expected, reported=True)
                 stalled.append(tp)
@@ -197,7 +206,7 @@ class OffsetCursor:
 
     def _forget_unassigned(self, assigned: Iterable[Any]) -> None:
         assigned_tps = {(tp[0], tp[1]) for tp in assigned}
-        for table in (self.gaps, self.waiting_since):
+        for table in (self.gaps, self.waiting_since, self.pending_since):
             for tp in [tp for tp in table if tp not in assigned_tps]:
                 del table[tp]
 

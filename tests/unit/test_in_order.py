@@ -81,6 +81,7 @@ def test_a_partition_that_lost_its_records_is_rewound_once_it_stalls():
         cursor.admit((TOPIC, 1), second, now=float(second))
         cursor.processed((TOPIC, 1), second, now=float(second))
         cursor.awaiting(TOPIC, now=float(second))
+    assert cursor.note_stalls(100.0, {(TOPIC, 0): 10}) == []  # its records first seen
     assert cursor.note_stalls(105.0, {(TOPIC, 0): 10}) == []
     assert cursor.note_stalls(100.0 + REWIND_STALLED_AFTER_S, {(TOPIC, 0): 10}) == [(TOPIC, 0)]
     assert cursor.rewinds_due(100.0 + REWIND_STALLED_AFTER_S, [(TOPIC, 0)]) == {(TOPIC, 0): 0}
@@ -93,9 +94,37 @@ def test_a_partition_of_an_idle_agent_is_rewound_soon():
     # dropped during the recovery, so nothing later showed a jump, and nothing else came.
     cursor = OffsetCursor(frozenset({TOPIC}))
     cursor.reset({(TOPIC, 0): 1}, now=100.0)
+    assert cursor.note_stalls(100.0, {(TOPIC, 0): 2}) == []
     assert cursor.note_stalls(100.0 + REWIND_IDLE_AFTER_S / 2, {(TOPIC, 0): 2}) == []
     assert cursor.note_stalls(100.0 + REWIND_IDLE_AFTER_S, {(TOPIC, 0): 2}) == [(TOPIC, 0)]
     assert cursor.rewinds_due(100.0 + REWIND_IDLE_AFTER_S, [(TOPIC, 0)]) == {(TOPIC, 0): 1}
+
+
+def test_records_after_a_quiet_spell_are_given_time_before_a_rewind():
+    # An idle agent whose partition gets its next record after a long quiet spell: the record
+    # has not waited for the spell. (Seen: every burst after 2 s of quiet rewound all four
+    # partitions of the stock agent.)
+    cursor = OffsetCursor(frozenset({TOPIC}))
+    cursor.reset({(TOPIC, 0): 5}, now=100.0)
+    cursor.admit((TOPIC, 0), 5, now=100.0)
+    cursor.processed((TOPIC, 0), 5, now=100.0)
+    cursor.awaiting(TOPIC, now=100.0)
+    assert cursor.note_stalls(499.0, {(TOPIC, 0): 6}) == []  # caught up, quiet since 100
+    assert cursor.note_stalls(500.0, {(TOPIC, 0): 7}) == []  # its next record has just come
+    assert cursor.note_stalls(500.0 + REWIND_IDLE_AFTER_S / 2, {(TOPIC, 0): 7}) == []
+    assert cursor.note_stalls(500.0 + REWIND_IDLE_AFTER_S, {(TOPIC, 0): 7}) == [(TOPIC, 0)]  # still nothing came
+
+
+def test_a_partition_that_caught_up_starts_its_wait_again():
+    cursor = OffsetCursor(frozenset({TOPIC}))
+    cursor.reset({(TOPIC, 0): 5}, now=100.0)
+    assert cursor.note_stalls(100.0, {(TOPIC, 0): 6}) == []
+    cursor.admit((TOPIC, 0), 5, now=100.5)
+    cursor.processed((TOPIC, 0), 5, now=100.5)
+    cursor.awaiting(TOPIC, now=100.5)
+    assert cursor.note_stalls(101.0, {(TOPIC, 0): 6}) == []  # caught up
+    assert cursor.note_stalls(300.0, {(TOPIC, 0): 7}) == []  # a new record: its wait starts now
+    assert cursor.note_stalls(300.0 + REWIND_IDLE_AFTER_S, {(TOPIC, 0): 7}) == [(TOPIC, 0)]
 
 
 def test_an_agent_busy_with_a_record_is_not_idle():
