@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from types import ModuleType
 
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -434,11 +435,17 @@ def gmt8_ms(value: Any, where: str) -> int:
         raise RejectError(BAD_TIME, f"{where}: not yyyy-MM-dd HH:mm:ss: {_show(value)}")
     y, mo, d, h, mi, s, frac = m.groups()
     try:
-        dt = datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), tzinfo=GMT8)
+        seconds = _gmt8_seconds(y, mo, d, h, mi, s)
     except ValueError:
         raise RejectError(BAD_TIME, f"{where}: no such time {_show(value)}") from None
-    ms = int(dt.timestamp()) * 1000 + (int(frac.ljust(3, "0")) if frac else 0)
+    ms = seconds * 1000 + (int(frac.ljust(3, "0")) if frac else 0)
     return _check_range(ms, where)
+
+
+# Events of one busy second share their timestamp: at peak most conversions are repeats.
+@functools.lru_cache(maxsize=4096)
+def _gmt8_seconds(y: str, mo: str, d: str, h: str, mi: str, s: str) -> int:
+    return int(datetime(int(y), int(mo), int(d), int(h), int(mi), int(s), tzinfo=GMT8).timestamp())
 
 
 def unix_s_ms(value: Any, where: str) -> int:
