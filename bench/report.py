@@ -287,7 +287,12 @@ def section_throughput(r: dict, plot: Optional[str]) -> list[str]:
     if stages:
         out += ["", f"Where the tail waits (1 worker): after the normalizer had processed every raw record, the stock "
                     f"agent still had {stages[0][1]['movements']:,} movement batch records to go and took "
-                    f"{stages[-1][0] - stages[0][0]:.1f} s more: the stock agent is the slower stage."]
+                    f"{stages[-1][0] - stages[0][0]:.1f} s more. Not a slower stage but Faust's fetch loop: it hands "
+                    "fetched records to the agents one per turn of the event loop, so while the normalizer works "
+                    "through a fetched backlog of ingest batches (~45 ms each), the movement batches it writes wait "
+                    "in Kafka and the stock agent idles; at the end it drains them alone. The worker is busy "
+                    "throughout, so the order costs little time in a drain; it does delay the stock stage under "
+                    "a backlog."]
     if plot:
         out += ["", f"![throughput]({plot})"]
     return out + [""]
@@ -296,8 +301,10 @@ def section_throughput(r: dict, plot: Optional[str]) -> list[str]:
 def section_profile(r: dict, plot: Optional[str]) -> list[str]:
     a = r.get("analysis") or {}
     out = ["## What limits throughput (py-spy)", "",
-           f"py-spy sampled one worker at 50 Hz for {r['seconds_sampled']:.0f} s while it drained {r['events']:,} events "
-           f"({a.get('samples', 0):,} samples; a separate run from the measured ones). Flame graph: "
+           f"py-spy sampled one worker for {r['seconds_sampled']:.0f} s while it drained {r['events']:,} events: at "
+           "200 Hz, the thread holding the interpreter lock (`--gil`), the one resource a worker's agents, ingest "
+           f"batcher and consumer threads share ({a.get('samples', 0):,} samples; a separate run from the measured ones; "
+           "runs before 2026-12-07 evening sampled every thread at 50 Hz). Flame graph: "
            "`bench/results/profile.svg` (not committed; `python -m bench.profile` writes it).", "",
            "Self time by layer:", "", "| layer | % of samples |", "|---|---|"]
     out += [f"| {name} | {pct} |" for name, pct in a.get("layers", [])]
@@ -308,8 +315,9 @@ def section_profile(r: dict, plot: Optional[str]) -> list[str]:
 
     layers = dict(a.get("layers", []))
     codec = sum(pct for frame, pct in a.get("self_top", []) if "schemas/codec.py" in frame)
+    # The agents call rocksdict from streams/tables.py; py-spy puts the native time in the caller.
     rocksdb = layers.get("rocksdb (rocksdict)", 0.0) + sum(
-        pct for frame, pct in a.get("self_top", []) if "stores/rocksdb" in frame)
+        pct for frame, pct in a.get("self_top", []) if "stores/rocksdb" in frame or "streams/tables.py" in frame)
     kafka_python = sum(layers.get(k, 0.0) for k in ("faust / mode", "aiokafka", "asyncio / stdlib"))
     parsing = layers.get("stockstream: connectors (platform parsing)", 0.0)
     out += ["", "**What limits it.** One worker is one Python process, so one core at most, and all of it is Python: "
@@ -317,8 +325,8 @@ def section_profile(r: dict, plot: Optional[str]) -> list[str]:
                 f"{parsing:.1f}% self time, the order state machine and movement batches), the stock "
                 f"agent {share('apply_movements')}% (stock, allocation, ATS and allocation records), the ingest batcher thread "
                 f"{share('IngestBatcher._run')}%. Avro encoding/decoding (`schemas/codec.py`) is {codec:.1f}% self time; "
-                f"Faust, aiokafka and the asyncio loop around them {kafka_python:.1f}%; RocksDB (`faust/stores/rocksdb.py`, "
-                f"rocksdict) {rocksdb:.1f}%. No single hot spot: the per-event Python cost "
+                f"Faust, aiokafka and the asyncio loop around them {kafka_python:.1f}%; RocksDB (rocksdict, called from "
+                f"`streams/tables.py`, with each write's changelog produce) {rocksdb:.1f}%. No single hot spot: the per-event Python cost "
                 "of every stage adds up, and with several outputs per SKU change (an ATS snapshot, an allocation change "
                 "per channel, a changelog write) the stock side multiplies it. The bare consume-and-decode loop does "
                 "none of this, hence the ratio."]
