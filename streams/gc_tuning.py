@@ -3,10 +3,10 @@
 Almost everything the hot path allocates (records, dicts, dataclasses) is freed by reference
 counting the moment it is dropped; the cyclic collector finds next to nothing. With CPython's
 default thresholds (700, 10, 10) it still ran constantly, and every full collection walked all
-long-lived objects again (Faust, aiokafka, modules, metrics). Measured on a 150,000-event drain
-of one worker (bench, 2 cores): 26 full collections of about 80 ms each plus about 3,800 younger
-ones, some 3 s of a 16-18 s drain, all holding the interpreter lock; each full collection also
-an 80 ms pause in the middle of the p99 latency budget.
+long-lived objects again (Faust, aiokafka, modules, metrics). Measured over one benchmark
+worker's life (start, warm-up and a 150,000-event drain of 16-18 s; 2 cores): 26 full collections
+of about 80 ms each plus about 3,800 younger ones, some 3 s, all holding the interpreter lock;
+each full collection also an 80 ms pause in the middle of the p99 latency budget.
 
 So a worker:
 - raises the thresholds (`Settings.gc_thresholds`): a young collection every 50,000 net
@@ -15,7 +15,8 @@ So a worker:
   generation that no collection walks again;
 - reports each collection's pause (`stockstream_gc_pause_seconds`), so an SRE sees whether GC
   shows up in latency at peak.
-Cycles are still collected; a leak of cyclic garbage would show as RSS growth (also exported).
+Cycles are still collected, only later: a leak of cyclic garbage would show as the process's RSS
+growing (not among the worker's own metrics; watch the container's memory).
 """
 
 from __future__ import annotations
