@@ -115,6 +115,12 @@ class Settings(BaseSettings):
     replenishment_lead_time_days: float = Field(default=14.0, ge=0)
     replenishment_safety_days: float = Field(default=7.0, ge=0)
 
+    # REST list queries (streams/table_scan.py). `GET /ats` reads at most this many keys per worker
+    # and request, and pages on past them (`next_after`). The summary's sweep of the stock table
+    # takes at most this share of a worker's event loop while anyone asks for summaries.
+    api_list_scan_keys: int = Field(default=5_000, ge=1)
+    api_summary_sweep_share: float = Field(default=0.2, gt=0, le=1)
+
     # Adapter processes (`stockstream adapter run`). Redelivered messages already in
     # raw.<platform> within the window are acknowledged without a second write (connectors/dedupe.py).
     adapter_dedupe_window_s: float = Field(default=3600.0, ge=0)

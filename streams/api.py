@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
 from functools import wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Optional
+from typing import TYPE_CHECKING, Optional
 
 from stockstream.core.allocation import AllocationRules
 from stockstream.rules_topic import settings_default_rules
@@ -25,8 +24,10 @@ from streams.api_cluster import (
 from streams.api_history import History, StockWrites, record_pending
 from streams.api_kafka import TopicRecordCounts, last_allocation_change
 from streams.api_openapi import document
+from streams.api_summary import SummarySweep
 from streams.partitioning import partition_for
 from streams.sku_allocation import SkuValue
+from streams.table_scan import partition_dbs, read_owned
 
 if TYPE_CHECKING:
     from streams.app import Pipeline
@@ -40,35 +41,12 @@ DASHBOARD_ASSETS = {
     "style.css": "text/css; charset=utf-8",
 }
 HISTORY_INTERVAL_S = 1.0
+# How long a summary asked for waits for the first pass over partitions this worker just got.
+SUMMARY_WAIT_S = 3.0
 
 
 def _now_ms() -> int:
     return int(time.time() * 1000)
-
-
-@dataclass
-class ValueCache:
-    """Decoded table values by key, re-decoded only when the stored bytes change: the dashboard
-    re-reads every SKU every second, and most have not changed since."""
-
-    partitions: int
-    _entries: dict[bytes, tuple[int, SkuValue, int]] = field(default_factory=dict)
-
-    def values(self, items: Iterator[tuple[bytes, bytes]], wanted: set[int]) -> list[SkuValue]:
-        out = []
-        seen = set()
-        for key, raw in items:
-            seen.add(key)
-            digest = hash(raw)
-            entry = self._entries.get(key)
-            if entry is None or entry[0] != digest:
-                entry = (digest, views.read_sku_value(raw), partition_for(key, self.partitions))
-                self._entries[key] = entry
-            if entry[2] in wanted:
-                out.append(entry[1])
-        for gone in self._entries.keys() - seen:  # partitions that moved away
-            del self._entries[gone]
-        return out
 
 
 class Api:
@@ -83,7 +61,11 @@ class Api:
         self.history = History()
         self.writes = StockWrites(self.stock)
         self.counts = TopicRecordCounts(self.settings)
-        self.cache = ValueCache(self.settings.partitions)
+        self.summary = SummarySweep(
+            self.stock, lambda: local_partitions(self.app, self.stock), self.settings.partitions,
+            self.settings.replenishment_lead_time_days + self.settings.replenishment_safety_days,
+            self.settings.api_summary_sweep_share,
+        )
 
     def rules_for(self, sku: str) -> AllocationRules:
         return self.rules_feed.rules_for(sku) if self.rules_feed is not None else self.fixed_rules
@@ -137,30 +119,39 @@ class Api:
 
     # --- local parts of list queries ---------------------------------------------------------
 
-    def _local_values(self, partitions: list[int]) -> tuple[list[SkuValue], list[int]]:
-        """Values of the requested partitions this worker owns now, and which partitions those are.
-        Raises ShardUnavailable while tables recover (their contents are incomplete)."""
+    def _owned(self, partitions: list[int]) -> list[int]:
+        """The requested partitions this worker owns now. Raises ShardUnavailable while tables
+        recover (their contents are incomplete)."""
         recovery = self.app.tables.recovery
         if self.app.rebalancing or recovery.in_recovery or not recovery.completed.is_set():
             raise ShardUnavailable(f"worker {self.app.conf.canonical_url} is recovering its tables")
-        owned = sorted(set(partitions) & local_partitions(self.app, self.stock))
-        return self.cache.values(iter(self.stock.items()), set(owned)), owned
+        return sorted(set(partitions) & local_partitions(self.app, self.stock))
 
     async def local_ats(self, query: views.AtsQuery, partitions: list[int]) -> dict:
-        values, owned = self._local_values(partitions)
-        answer = views.local_ats_answer(values, query, owned)
+        owned = self._owned(partitions)
+        after = None if query.after is None else query.after.encode()
+        read = read_owned(partition_dbs(self.stock), owned, after, self.settings.api_list_scan_keys)
+        values = [views.read_sku_value(raw) for key, raw in read.items
+                  if query.matches_sku(key.decode("utf-8", "replace"))]
+        answer = views.local_ats_answer(
+            values, query, owned, None if read.resume_after is None else read.resume_after.decode("utf-8", "replace"))
         if query.history:
             for item in answer["items"]:
                 item["history"] = self.history.points(item["sku"])
         return answer
 
     async def local_summary(self, at_ms: int, partitions: list[int]) -> dict:
-        values, owned = self._local_values(partitions)
+        owned = self._owned(partitions)
+        parts = await self.summary.summaries(owned, SUMMARY_WAIT_S)
         wanted = set(owned)
         n = self.settings.partitions
         changes = self.history.recent_changes(lambda sku: partition_for(sku.encode(), n) in wanted)
-        threshold = self.settings.replenishment_lead_time_days + self.settings.replenishment_safety_days
-        return views.local_summary_answer(values, at_ms, threshold, changes, owned)
+        return views.local_summary_answer(
+            sum(part.skus for part in parts.values()),
+            [value for part in parts.values() for value in part.at_risk.values()],
+            at_ms, self.summary.threshold_days, changes, owned,
+            min((part.read_at_ms for part in parts.values()), default=None),
+        )
 
     async def topic_counts(self) -> dict[str, Optional[int]]:
         quarantine, dead_letter = await asyncio.gather(
@@ -170,7 +161,7 @@ class Api:
         return {"quarantine_records": quarantine, "dead_letter_records": dead_letter}
 
     def sample_history(self) -> None:
-        record_pending(self.writes, self.history, _now_ms(), views.read_sku_value)
+        record_pending(self.writes, self.history, _now_ms(), views.read_sku_value, also=self.summary.observe)
 
 
 def _asset(name: str) -> bytes:
@@ -192,6 +183,15 @@ def register(pipeline: "Pipeline", catalog_feed: Optional["CatalogFeed"] = None,
     @app.timer(HISTORY_INTERVAL_S)
     async def sample_history() -> None:
         api.sample_history()
+
+    @app.task
+    async def sweep_summary() -> None:
+        await api.summary.run()
+
+    async def forget_revoked(_app, revoked, **_kwargs) -> None:
+        api.summary.forget({tp.partition for tp in revoked})
+
+    app.on_partitions_revoked.connect(forget_revoked)
 
     @app.page("/health")
     async def health(web, request):

@@ -109,12 +109,16 @@ class StockWrites(faust.Sensor):
 
 
 def record_pending(
-    writes: StockWrites, history: History, at_ms: int, read: Callable[[bytes], SkuValue], limit: int = SAMPLES_PER_TICK
+    writes: StockWrites, history: History, at_ms: int, read: Callable[[bytes], SkuValue], limit: int = SAMPLES_PER_TICK,
+    also: Callable[[SkuValue, int], None] | None = None,
 ) -> int:
     """Turn values written since the last call into history points; returns how many. At most
     `limit` per call: decoding costs ~20-50 us a value, and at a 618 peak every SKU changes every
     second; the history then gets sparser instead of taking CPU from the stock agent."""
     values = writes.drain(limit)
-    for value in values:
-        history.observe(read(value), at_ms)
+    for raw in values:
+        value = read(raw)
+        history.observe(value, at_ms)
+        if also is not None:  # the summary's at-risk list (streams/api_summary.py)
+            also(value, at_ms)
     return len(values)

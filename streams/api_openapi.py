@@ -67,11 +67,14 @@ SCHEMAS = {
     ),
     "AtsList": obj({
         "items": {"type": "array", "items": ref("AtsListItem")},
-        "total": {**INT, "description": "SKUs matching, before the limit"},
-        "truncated": BOOL,
+        "total": {**nullable(INT), "description": "SKUs matching after `after`, before the limit; null when a worker "
+                  "stopped reading at its per-request budget (STOCKSTREAM_API_LIST_SCAN_KEYS): page on with next_after"},
+        "truncated": {**BOOL, "description": "More SKUs may match: ask again with after=next_after"},
+        "next_after": {**nullable(STR), "description": "Pass as `after` for the next page; null on the last page"},
         "partitions": {"type": "array", "items": INT, "description": "Partitions answered for: all of them"},
     }),
-    "AtsListPart": obj({"items": {"type": "array", "items": ref("AtsListItem")}, "total": INT,
+    "AtsListPart": obj({"items": {"type": "array", "items": ref("AtsListItem")}, "total": nullable(INT),
+                        "resume_after": {**nullable(STR), "description": "Complete up to this SKU; null: to the end"},
                         "partitions": {"type": "array", "items": INT}}),
     "ChannelAllocation": obj({
         "quantity": nullable(INT), "version": nullable(INT),
@@ -108,6 +111,7 @@ SCHEMAS = {
     "SummaryPart": obj({
         "skus": INT, "at_risk": {"type": "array", "items": ref("AtRisk")}, "at_risk_total": INT,
         "recent_changes": {"type": "array", "items": ref("RecentChange")}, "partitions": {"type": "array", "items": INT},
+        "read_at_ms": nullable(INT),
     }),
     "Summary": obj({
         "skus": INT,
@@ -115,6 +119,8 @@ SCHEMAS = {
         "at_risk_total": INT,
         "recent_changes": {"type": "array", "items": ref("RecentChange"), "description": "Newest first"},
         "partitions": {"type": "array", "items": INT},
+        "read_at_ms": {**nullable(INT), "description": "When the oldest figures were read: the SKU count and at-risk "
+                       "list come from a background sweep of each worker's stock table, repeated while summaries are asked for"},
         "quarantine_records": {**nullable(INT), "description": "Records held in the quarantine topic (null: broker did not answer)"},
         "dead_letter_records": {**nullable(INT), "description": "Records held in the channel dead-letter topic"},
         "at_ms": INT,
@@ -146,6 +152,7 @@ LIST_PARAMS = [
     query("q", STR, "Only SKUs whose id contains this (case-insensitive)"),
     query("limit", {**INT, "minimum": 1, "maximum": 1000, "default": 100}, "At most this many items (sorted by SKU)"),
     query("history", BOOL, "Add each SKU's recent (ms, ATS, units/day) points"),
+    query("after", STR, "Only SKUs after this one: the previous page's next_after"),
 ]
 PARTITIONS = query("partitions", STR, "Comma-separated partitions the caller expects this worker to own", required=True)
 INTERNAL = "Internal: one worker's part of a scatter-gathered list query (only its own partitions)."

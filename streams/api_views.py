@@ -180,10 +180,17 @@ class AtsQuery:
     q: Optional[str] = None  # SKUs whose id contains this (case-insensitive)
     limit: int = DEFAULT_LIMIT
     history: bool = False  # add each SKU's recent (time, ATS, units/day) points
+    after: Optional[str] = None  # SKUs after this one (the previous page's `next_after`)
+
+    def matches_sku(self, sku: str) -> bool:
+        """The part of `matches` a key alone decides: checked before a value is decoded."""
+        if self.after is not None and sku <= self.after:
+            return False
+        return self.q is None or self.q.lower() in sku.lower()
 
     def matches(self, value: SkuValue) -> bool:
         stock = value.stock
-        if self.q is not None and self.q.lower() not in stock.sku.lower():
+        if not self.matches_sku(stock.sku):
             return False
         if self.location is not None and self.location not in stock.locations:
             return False
@@ -193,7 +200,7 @@ class AtsQuery:
 
     def params(self) -> dict[str, str]:
         """The query again as URL parameters (forwarded to the other workers)."""
-        out = {name: str(getattr(self, name)) for name in ("channel", "location", "below", "q") if getattr(self, name) is not None}
+        out = {name: str(getattr(self, name)) for name in ("channel", "location", "below", "q", "after") if getattr(self, name) is not None}
         out["limit"] = str(self.limit)
         if self.history:
             out["history"] = "true"
@@ -226,6 +233,7 @@ def parse_ats_query(params: Mapping[str, str]) -> AtsQuery:
         q=params.get("q") or None,
         limit=limit,
         history=history in ("true", "1"),
+        after=params.get("after") or None,
     )
 
 
@@ -241,23 +249,40 @@ def parse_partitions(raw: Optional[str], total: int) -> list[int]:
     return partitions
 
 
-def local_ats_answer(values: Iterable[SkuValue], query: AtsQuery, partitions: list[int]) -> dict:
-    """One worker's part of `GET /ats`: the matching SKUs of `values` (its partitions), sorted,
-    at most `limit` of them, and how many matched."""
+def local_ats_answer(
+    values: Iterable[SkuValue], query: AtsQuery, partitions: list[int], read_to: Optional[str] = None
+) -> dict:
+    """One worker's part of `GET /ats`: the matching SKUs of `values` (its partitions), sorted, at
+    most `limit` of them. `values` holds every SKU of those partitions after `query.after` up to
+    `read_to` included (None: to the end; a bounded read stops earlier, streams/table_scan.py).
+
+    `total`: how many matched, known only when the read reached the end. `resume_after`: the SKU up
+    to which this answer is complete (the last item when more matched than `limit`, else
+    `read_to`); None when it is complete to the end."""
     matched = sorted((v for v in values if query.matches(v)), key=lambda v: v.stock.sku)
-    return {"items": [list_item(v) for v in matched[: query.limit]], "total": len(matched), "partitions": partitions}
+    resume_after = matched[query.limit - 1].stock.sku if len(matched) > query.limit else read_to
+    return {"items": [list_item(v) for v in matched[: query.limit]], "total": None if read_to is not None else len(matched),
+            "resume_after": resume_after, "partitions": partitions}
 
 
 def merge_ats_answers(answers: Iterable[dict], limit: int) -> dict:
-    items: list[dict] = []
-    total = 0
-    partitions: list[int] = []
-    for answer in answers:
-        items.extend(answer["items"])
-        total += answer["total"]
-        partitions.extend(answer["partitions"])
-    items.sort(key=lambda item: item["sku"])
-    return {"items": items[:limit], "total": total, "truncated": total > limit, "partitions": sorted(partitions)}
+    """The page of `limit` SKUs every worker's answer is complete for, and where the next starts:
+    items past the first SKU at which any worker stopped are left to the next page (they may come
+    before items that worker has not read yet), so pages never skip or repeat a SKU."""
+    answers = list(answers)
+    stops = [answer["resume_after"] for answer in answers if answer.get("resume_after") is not None]
+    complete_to = min(stops) if stops else None
+    items = sorted((item for answer in answers for item in answer["items"]
+                    if complete_to is None or item["sku"] <= complete_to), key=lambda item: item["sku"])
+    next_after = complete_to
+    if len(items) > limit:
+        items = items[:limit]
+        next_after = items[-1]["sku"]
+    totals = [answer.get("total") for answer in answers]
+    total = None if None in totals else sum(totals)
+    partitions = sorted(p for answer in answers for p in answer["partitions"])
+    return {"items": items, "total": total, "truncated": next_after is not None, "next_after": next_after,
+            "partitions": partitions}
 
 
 def days_of_cover(value: SkuValue, at_ms: int) -> Optional[tuple[float, float]]:
@@ -278,21 +303,22 @@ def at_risk_entry(value: SkuValue, at_ms: int, threshold_days: float) -> Optiona
 
 
 def local_summary_answer(
-    values: Iterable[SkuValue], at_ms: int, threshold_days: float, changes: list[dict], partitions: list[int]
+    skus: int, candidates: Iterable[SkuValue], at_ms: int, threshold_days: float, changes: list[dict],
+    partitions: list[int], read_at_ms: Optional[int] = None,
 ) -> dict:
     """One worker's part of `GET /api/summary`: its SKU count, SKUs at risk and recent allocation
-    changes (of SKUs in `partitions` only: `changes` must already be filtered)."""
-    skus = 0
+    changes (of SKUs in `partitions` only: `changes` must already be filtered). `candidates`: the
+    SKUs that may be at risk at `at_ms` (every SKU, or those at risk when last read: without a
+    write, days of cover only grow). `read_at_ms`: when the oldest of the figures was read."""
     risky = []
-    for value in values:
-        skus += 1
+    for value in candidates:
         entry = at_risk_entry(value, at_ms, threshold_days)
         if entry is not None:
             risky.append(entry)
     risky.sort(key=_risk_order)
     changes = sorted(changes, key=_change_order)[:RECENT_CHANGES_LIMIT]
     return {"skus": skus, "at_risk": risky[:AT_RISK_LIMIT], "at_risk_total": len(risky), "recent_changes": changes,
-            "partitions": partitions}
+            "partitions": partitions, "read_at_ms": read_at_ms}
 
 
 def _risk_order(entry: dict) -> tuple:
@@ -309,6 +335,7 @@ def merge_summaries(answers: Iterable[dict]) -> dict:
     risky_total = 0
     changes: list[dict] = []
     partitions: list[int] = []
+    read_at = [answer["read_at_ms"] for answer in answers if answer.get("read_at_ms") is not None]
     for answer in answers:
         skus += answer["skus"]
         risky.extend(answer["at_risk"])
@@ -318,4 +345,5 @@ def merge_summaries(answers: Iterable[dict]) -> dict:
     risky.sort(key=_risk_order)
     changes.sort(key=_change_order)
     return {"skus": skus, "at_risk": risky[:AT_RISK_LIMIT], "at_risk_total": risky_total,
-            "recent_changes": changes[:RECENT_CHANGES_LIMIT], "partitions": sorted(partitions)}
+            "recent_changes": changes[:RECENT_CHANGES_LIMIT], "partitions": sorted(partitions),
+            "read_at_ms": min(read_at) if read_at else None}

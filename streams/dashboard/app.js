@@ -99,7 +99,10 @@ function renderTable(list) {
     return row;
   });
   $("ats-body").replaceChildren(...rows);
-  $("ats-note").textContent = list.truncated ? `showing ${list.items.length} of ${list.total} SKUs` : `${list.total} SKUs`;
+  // total is null when a worker stopped reading at its per-request budget (large catalogues).
+  $("ats-note").textContent = !list.truncated ? `${list.total} SKUs`
+    : list.total !== null ? `showing ${list.items.length} of ${list.total} SKUs`
+    : `showing the first ${list.items.length} SKUs`;
 }
 
 function renderSummary(summary) {

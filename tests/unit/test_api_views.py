@@ -64,6 +64,7 @@ def test_list_filters():
     assert skus(below=10) == ["OTHER", "SKU-1"]  # ATS 3 and 8
     assert skus(q="sku") == ["SKU-1", "SKU-2"]
     assert skus(limit=1) == ["OTHER"]
+    assert skus(after="SKU-1") == ["SKU-2"]
     item = views.local_ats_answer(values, views.AtsQuery(channel=TMALL), [0])["items"][0]
     assert item["ats"] == 8 and item["allocated"] == {TMALL: 8} and item["reserved_by_channel"] == {TMALL: 2}
 
@@ -77,7 +78,7 @@ def test_bad_list_parameters_name_the_parameter(params, problem):
 
 
 def test_query_parameters_round_trip():
-    query = views.AtsQuery(channel=TMALL, location="main", below=5, q="a", limit=7, history=True)
+    query = views.AtsQuery(channel=TMALL, location="main", below=5, q="a", limit=7, history=True, after="SKU-9")
     assert views.parse_ats_query(query.params()) == query
 
 
@@ -136,11 +137,21 @@ def test_skus_at_risk_by_days_of_cover():
     fast = sku_value("FAST", 20, sold_per_day={TMALL: 10.0})  # 2 days
     slow = sku_value("SLOW", 1000, sold_per_day={TMALL: 1.0})  # 1000 days
     idle = sku_value("IDLE", 0)  # sells nothing: not at risk, whatever the stock
-    part = views.local_summary_answer([fast, slow, idle], NOW, 21.0, [], [0])
+    part = views.local_summary_answer(3, [fast, slow, idle], NOW, 21.0, [], [0], read_at_ms=NOW - 5)
     assert [r["sku"] for r in part["at_risk"]] == ["FAST"] and part["skus"] == 3
     assert part["at_risk"][0]["days_of_cover"] == pytest.approx(2.0, rel=1e-3)
-    merged = views.merge_summaries([part, views.local_summary_answer([sku_value("X", 1, sold_per_day={JD: 1.0})], NOW, 21.0, [], [1])])
+    other = views.local_summary_answer(1, [sku_value("X", 1, sold_per_day={JD: 1.0})], NOW, 21.0, [], [1], read_at_ms=NOW - 9)
+    merged = views.merge_summaries([part, other])
     assert [r["sku"] for r in merged["at_risk"]] == ["X", "FAST"] and merged["skus"] == 4 and merged["partitions"] == [0, 1]
+    assert merged["read_at_ms"] == NOW - 9  # the oldest part's
+
+
+def test_a_candidate_no_longer_at_risk_is_left_out():
+    """Candidates kept from an earlier read are re-checked at the moment asked: a SKU that stopped
+    selling drifts out of the list as its rate decays."""
+    fading = sku_value("FADING", 20, sold_per_day={TMALL: 10.0})  # 2 days of cover at NOW
+    assert views.local_summary_answer(1, [fading], NOW, 21.0, [], [0])["at_risk_total"] == 1
+    assert views.local_summary_answer(1, [fading], NOW + 30 * DAY_MS, 21.0, [], [0])["at_risk_total"] == 0
 
 
 def test_history_is_bounded_and_records_channel_changes():
