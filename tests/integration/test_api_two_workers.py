@@ -1,5 +1,5 @@
 """Two workers share the partitions; every query answers the same whichever is asked: SKU lookups
-(routed to the owner) and list queries (gathered from both owners and merged)."""
+(routed to the owner) and list queries (gathered from both owners and merged, in pages)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ def own_partitions(worker: WorkerProcess) -> tuple[list[int], object]:
 
 
 def test_every_query_answers_the_same_on_both_workers(settings):
-    settings = with_two_shops(settings)
+    # Each worker reads at most 2 keys per list request: lists come in pages.
+    settings = with_two_shops(settings).model_copy(update={"api_list_scan_keys": 2})
     traffic = stock_up(settings, SKUS, orders=300, seed=4)
     worker_a = WorkerProcess(settings).start()
     worker_b = WorkerProcess(settings.model_copy(update={
@@ -66,9 +67,18 @@ def test_every_query_answers_the_same_on_both_workers(settings):
             assert status_a == status_b == 200, f"{path}: {status_a} {body_a} / {status_b} {body_b}"
             assert body_a == body_b, f"{path} answers differently:\nA {body_a}\nB {body_b}"
 
-        listed = get_json(worker_a, f"/ats?below={below}")[1]
-        assert [item["sku"] for item in listed["items"]] == sorted(sku for sku in SKUS if traffic.truth.ats(sku) < below)
-        assert listed["partitions"] == [0, 1, 2, 3]
+        listed, after, pages = [], None, 0
+        while True:  # following next_after, asking either worker in turn
+            query = f"/ats?below={below}&limit=3" + ("" if after is None else f"&after={urllib.parse.quote(after)}")
+            page = get_json((worker_a, worker_b)[pages % 2], query)[1]
+            assert page["partitions"] == [0, 1, 2, 3] and len(page["items"]) <= 3
+            listed += [item["sku"] for item in page["items"]]
+            pages += 1
+            after = page["next_after"]
+            if after is None:
+                break
+        assert listed == sorted(sku for sku in SKUS if traffic.truth.ats(sku) < below)
+        assert pages > 2  # the budget did cut the reads
         # The summary gathers the same parts (rates are evaluated at the asking worker's clock).
         summary_a, summary_b = get_json(worker_a, "/api/summary")[1], get_json(worker_b, "/api/summary")[1]
         for field in ("skus", "recent_changes", "partitions", "at_risk_total", "quarantine_records", "dead_letter_records"):
