@@ -148,9 +148,10 @@ class Api:
         changes = self.history.recent_changes(lambda sku: partition_for(sku.encode(), n) in wanted)
         return views.local_summary_answer(
             sum(part.skus for part in parts.values()),
-            [value for part in parts.values() for value in part.at_risk.values()],
+            [candidate for part in parts.values() for candidate in part.candidates()],
             at_ms, self.summary.threshold_days, changes, owned,
             min((part.read_at_ms for part in parts.values()), default=None),
+            sum(part.not_listed for part in parts.values()),
         )
 
     async def topic_counts(self) -> dict[str, Optional[int]]:

@@ -6,7 +6,8 @@ Kept by a sweep that reads each owned partition of the stock table in bounded sl
 loop, and only while summaries are asked for: an ask starts it, and it stops `idle_after_s` after
 the last. A partition's figures are those of its last completed pass. SKUs written since are
 re-checked as the history sampler decodes them (`observe`), so the at-risk list follows sales
-between passes.
+between passes. Each partition lists at most 5,000-10,000 SKUs at risk, those with the fewest days
+of cover; any more are counted as of the last pass.
 
 Why the candidates kept from a pass stay enough: with no new sale a SKU's sell-through rate only
 decays, so its days of cover only grow; a SKU not at risk when read cannot become at risk
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional
 
 from streams.api_cluster import ShardUnavailable
-from streams.api_views import at_risk_entry, read_sku_value
+from streams.api_views import RiskCandidate, read_sku_value
 from streams.partitioning import partition_for
 from streams.sku_allocation import SkuValue
 from streams.table_scan import partition_dbs, read_partition
@@ -31,6 +32,10 @@ from streams.table_scan import partition_dbs, read_partition
 log = logging.getLogger(__name__)
 
 SLICE_KEYS = 500  # keys per slice: ~10-25 ms of decoding, the longest the sweep holds the loop
+# SKUs at risk listed per partition: those with the fewest days of cover when read. Past this the
+# rest are counted as of the last pass only: memory, and the work of each ask, stay bounded even
+# when a 618 peak puts most of a catalogue under the threshold.
+LISTED_PER_PARTITION = 5_000
 IDLE_AFTER_S = 60.0
 PASS_INTERVAL_S = 1.0  # at least this long between the starts of two passes
 WAIT_POLL_S = 0.05
@@ -42,10 +47,31 @@ def _now_ms() -> int:
 
 @dataclass
 class PartitionSummary:
+    listed_max: int = LISTED_PER_PARTITION
     skus: int = 0
-    at_risk: dict[str, SkuValue] = field(default_factory=dict)  # at risk when last read or written
+    # SKU -> (days of cover when read or written, what the at-risk list needs of it)
+    at_risk: dict[str, tuple[float, RiskCandidate]] = field(default_factory=dict)
+    not_listed: int = 0  # more SKUs at risk when read, counted only
+    # Once the list was cut: candidates with this many days of cover or more are counted only.
+    cutoff_days: float = math.inf
     read_at_ms: int = 0
     read_to: Optional[bytes] = None  # while a pass runs: the last key it has read
+
+    def keep(self, candidate: RiskCandidate, days: float, counted: bool) -> None:
+        """A SKU at risk. `counted`: found by the pass (counted when not listed) rather than by a
+        write (a SKU written again and again must not be counted each time)."""
+        if candidate.sku in self.at_risk or days < self.cutoff_days:
+            self.at_risk[candidate.sku] = (days, candidate)
+            if len(self.at_risk) > 2 * self.listed_max:  # cut in bulk: sorting per SKU would cost more
+                ranked = sorted(self.at_risk.items(), key=lambda item: item[1][0])
+                self.at_risk = dict(ranked[: self.listed_max])
+                self.not_listed += len(ranked) - self.listed_max
+                self.cutoff_days = ranked[self.listed_max - 1][1][0]
+        elif counted:
+            self.not_listed += 1
+
+    def candidates(self) -> list[RiskCandidate]:
+        return [candidate for _days, candidate in self.at_risk.values()]
 
 
 class SummarySweep:
@@ -57,6 +83,7 @@ class SummarySweep:
         threshold_days: float,
         share: float,
         slice_keys: int = SLICE_KEYS,
+        listed_max: int = LISTED_PER_PARTITION,
         idle_after_s: float = IDLE_AFTER_S,
         read: Callable[[bytes], SkuValue] = read_sku_value,
         clock_ms: Callable[[], int] = _now_ms,
@@ -67,6 +94,7 @@ class SummarySweep:
         self.threshold_days = threshold_days
         self.share = share
         self.slice_keys = slice_keys
+        self.listed_max = listed_max
         self.idle_after_s = idle_after_s
         self.read = read
         self.clock_ms = clock_ms
@@ -101,12 +129,13 @@ class SummarySweep:
         running = self._running.get(partition)
         if running is not None and (running.read_to is None or key > running.read_to):
             running = None  # the running pass has not read this key yet: it will read this value
-        at_risk = at_risk_entry(value, at_ms, self.threshold_days) is not None
+        candidate = RiskCandidate.of(value)
+        cover = candidate.days_of_cover(at_ms)
         for summary in (self.done.get(partition), running):
             if summary is None:
                 continue
-            if at_risk:
-                summary.at_risk[sku] = value
+            if cover is not None and cover[0] < self.threshold_days:
+                summary.keep(candidate, cover[0], counted=False)
             else:
                 summary.at_risk.pop(sku, None)
 
@@ -137,7 +166,7 @@ class SummarySweep:
 
     async def sweep(self, partition: int) -> None:
         """One pass over a partition, in slices, sleeping between them to keep to `share`."""
-        summary = self._running[partition] = PartitionSummary(read_at_ms=self.clock_ms())
+        summary = self._running[partition] = PartitionSummary(self.listed_max, read_at_ms=self.clock_ms())
         after: Optional[bytes] = None
         while True:
             if partition not in self.owned() or self._running.get(partition) is not summary:
@@ -151,10 +180,11 @@ class SummarySweep:
                 part = read_partition(db, after, self.slice_keys)
                 items, after = part.items, part.resume_after
             for _key, raw in items:
-                value = self.read(raw)
+                candidate = RiskCandidate.of(self.read(raw))
                 summary.skus += 1
-                if at_risk_entry(value, summary.read_at_ms, self.threshold_days) is not None:
-                    summary.at_risk[value.stock.sku] = value
+                cover = candidate.days_of_cover(summary.read_at_ms)
+                if cover is not None and cover[0] < self.threshold_days:
+                    summary.keep(candidate, cover[0], counted=True)
             summary.read_to = items[-1][0] if items else summary.read_to
             if after is None:
                 break

@@ -13,10 +13,11 @@ order in which the others answered.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Mapping, Optional
+from typing import Iterable, Mapping, NamedTuple, Optional
 
 from stockstream.core.allocation import AllocationMode, AllocationRules, allocation_targets
 from stockstream.core.stock import ats
+from stockstream.core.velocity import DecayedRate
 from streams.sku_allocation import SkuValue
 from streams.stock import snapshot_record
 
@@ -285,40 +286,52 @@ def merge_ats_answers(answers: Iterable[dict], limit: int) -> dict:
             "partitions": partitions}
 
 
-def days_of_cover(value: SkuValue, at_ms: int) -> Optional[tuple[float, float]]:
-    """(days of cover, units sold per day) at `at_ms`; None while the SKU sells nothing."""
-    rate = sum(value.allocation.daily_rates(at_ms).values())
-    if rate <= 0:
-        return None
-    return ats(value.stock) / rate, rate
+class RiskCandidate(NamedTuple):
+    """What the at-risk list needs of one SKU, without the rest of its value: the summary keeps
+    thousands of them (streams/api_summary.py)."""
 
+    sku: str
+    ats: int
+    rates: tuple[DecayedRate, ...]  # each channel's sell-through
 
-def at_risk_entry(value: SkuValue, at_ms: int, threshold_days: float) -> Optional[dict]:
-    """The SKU if its ATS covers fewer than `threshold_days` days of sales at the current rate."""
-    cover = days_of_cover(value, at_ms)
-    if cover is None or cover[0] >= threshold_days:
-        return None
-    days, rate = cover
-    return {"sku": value.stock.sku, "ats": ats(value.stock), "units_per_day": round(rate, 3), "days_of_cover": round(days, 3)}
+    @classmethod
+    def of(cls, value: SkuValue) -> "RiskCandidate":
+        return cls(value.stock.sku, ats(value.stock), tuple(value.allocation.rates.values()))
+
+    def days_of_cover(self, at_ms: int) -> Optional[tuple[float, float]]:
+        """(days of cover, units sold per day) at `at_ms`; None while the SKU sells nothing."""
+        rate = sum(r.rate(at_ms) for r in self.rates)
+        if rate <= 0:
+            return None
+        return self.ats / rate, rate
+
+    def entry(self, at_ms: int, threshold_days: float) -> Optional[dict]:
+        """The SKU if its ATS covers fewer than `threshold_days` days of sales at the current rate."""
+        cover = self.days_of_cover(at_ms)
+        if cover is None or cover[0] >= threshold_days:
+            return None
+        days, rate = cover
+        return {"sku": self.sku, "ats": self.ats, "units_per_day": round(rate, 3), "days_of_cover": round(days, 3)}
 
 
 def local_summary_answer(
-    skus: int, candidates: Iterable[SkuValue], at_ms: int, threshold_days: float, changes: list[dict],
-    partitions: list[int], read_at_ms: Optional[int] = None,
+    skus: int, candidates: Iterable[RiskCandidate], at_ms: int, threshold_days: float, changes: list[dict],
+    partitions: list[int], read_at_ms: Optional[int] = None, at_risk_not_listed: int = 0,
 ) -> dict:
     """One worker's part of `GET /api/summary`: its SKU count, SKUs at risk and recent allocation
     changes (of SKUs in `partitions` only: `changes` must already be filtered). `candidates`: the
     SKUs that may be at risk at `at_ms` (every SKU, or those at risk when last read: without a
-    write, days of cover only grow). `read_at_ms`: when the oldest of the figures was read."""
+    write, days of cover only grow). `at_risk_not_listed`: more SKUs at risk when last read, counted
+    but not kept. `read_at_ms`: when the oldest of the figures was read."""
     risky = []
-    for value in candidates:
-        entry = at_risk_entry(value, at_ms, threshold_days)
+    for candidate in candidates:
+        entry = candidate.entry(at_ms, threshold_days)
         if entry is not None:
             risky.append(entry)
     risky.sort(key=_risk_order)
     changes = sorted(changes, key=_change_order)[:RECENT_CHANGES_LIMIT]
-    return {"skus": skus, "at_risk": risky[:AT_RISK_LIMIT], "at_risk_total": len(risky), "recent_changes": changes,
-            "partitions": partitions, "read_at_ms": read_at_ms}
+    return {"skus": skus, "at_risk": risky[:AT_RISK_LIMIT], "at_risk_total": len(risky) + at_risk_not_listed,
+            "recent_changes": changes, "partitions": partitions, "read_at_ms": read_at_ms}
 
 
 def _risk_order(entry: dict) -> tuple:

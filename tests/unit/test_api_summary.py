@@ -9,7 +9,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from stockstream.core.stock import DAY_MS
 from streams.api_cluster import ShardUnavailable
 from streams.api_summary import SummarySweep
 from tests.unit.test_api_views import NOW, TMALL, sku_value
@@ -18,10 +17,10 @@ from tests.unit.test_table_scan import PARTITIONS, close, open_partitions
 THRESHOLD_DAYS = 21.0
 
 
-def sweep_over(dbs, owned: set[int], slice_keys: int = 3) -> SummarySweep:
+def sweep_over(dbs, owned: set[int], slice_keys: int = 3, listed_max: int = 100) -> SummarySweep:
     table = SimpleNamespace(data=SimpleNamespace(_dbs=dbs))
     return SummarySweep(table, lambda: owned, PARTITIONS, THRESHOLD_DAYS, share=1.0, slice_keys=slice_keys,
-                        clock_ms=lambda: NOW)
+                        listed_max=listed_max, clock_ms=lambda: NOW)
 
 
 @pytest.fixture
@@ -48,6 +47,25 @@ async def test_a_pass_counts_every_sku_and_keeps_those_at_risk(dbs):
     assert sum(s.skus for s in sweep.done.values()) == 21
     assert list(sweep.done[partition].at_risk) == ["HOT"]
     assert all(not s.at_risk for p, s in sweep.done.items() if p != partition)
+
+
+async def test_the_list_of_skus_at_risk_is_bounded_and_keeps_the_fewest_days_of_cover(dbs):
+    """Past the bound the rest are counted, not kept: the total stays right as of the pass."""
+    for i in range(20):  # 20 SKUs selling 10/day with 1..20 units: 0.1..2 days of cover
+        put(dbs, sku_value(f"S{i:02d}", i + 1, sold_per_day={TMALL: 10.0}))
+    sweep = sweep_over(dbs, set(range(PARTITIONS)), listed_max=1)
+    for p in range(PARTITIONS):
+        await sweep.sweep(p)
+    for p, summary in sweep.done.items():
+        in_partition = sorted((k.decode() for k in dbs[p].keys() if k.startswith(b"S")), key=lambda sku: int(sku[1:]))
+        assert len(summary.at_risk) <= 2 and len(summary.at_risk) + summary.not_listed == len(in_partition)
+        assert in_partition[0] in summary.at_risk  # the fewest days of cover is listed
+    # A listed SKU written again is updated, not counted twice; an unlisted one is left counted.
+    sku = next(iter(sweep.done[0].at_risk))
+    before = (len(sweep.done[0].at_risk), sweep.done[0].not_listed)
+    for _ in range(3):
+        sweep.observe(sku_value(sku, 1, sold_per_day={TMALL: 10.0}), NOW)
+    assert (len(sweep.done[0].at_risk), sweep.done[0].not_listed) == before
 
 
 async def test_writes_between_passes_update_the_at_risk_list(dbs):
@@ -105,11 +123,3 @@ async def test_the_sweep_idles_while_nobody_asks(dbs):
     assert sweep.done == {}  # never asked: never read
     await sweep.summaries([0], wait_s=5.0)
     runner.cancel()
-
-
-def test_a_candidate_is_rechecked_at_the_moment_asked():
-    value = sku_value("FADING", 20, sold_per_day={TMALL: 10.0})
-    from streams.api_views import at_risk_entry
-
-    at = value.allocation.rates[TMALL].at_ms
-    assert at_risk_entry(value, at, THRESHOLD_DAYS) and not at_risk_entry(value, at + 30 * DAY_MS, THRESHOLD_DAYS)

@@ -137,19 +137,22 @@ def test_skus_at_risk_by_days_of_cover():
     fast = sku_value("FAST", 20, sold_per_day={TMALL: 10.0})  # 2 days
     slow = sku_value("SLOW", 1000, sold_per_day={TMALL: 1.0})  # 1000 days
     idle = sku_value("IDLE", 0)  # sells nothing: not at risk, whatever the stock
-    part = views.local_summary_answer(3, [fast, slow, idle], NOW, 21.0, [], [0], read_at_ms=NOW - 5)
+    risk = views.RiskCandidate.of
+    part = views.local_summary_answer(3, [risk(fast), risk(slow), risk(idle)], NOW, 21.0, [], [0], read_at_ms=NOW - 5)
     assert [r["sku"] for r in part["at_risk"]] == ["FAST"] and part["skus"] == 3
     assert part["at_risk"][0]["days_of_cover"] == pytest.approx(2.0, rel=1e-3)
-    other = views.local_summary_answer(1, [sku_value("X", 1, sold_per_day={JD: 1.0})], NOW, 21.0, [], [1], read_at_ms=NOW - 9)
+    other = views.local_summary_answer(1, [risk(sku_value("X", 1, sold_per_day={JD: 1.0}))], NOW, 21.0, [], [1],
+                                       read_at_ms=NOW - 9, at_risk_not_listed=5)
     merged = views.merge_summaries([part, other])
     assert [r["sku"] for r in merged["at_risk"]] == ["X", "FAST"] and merged["skus"] == 4 and merged["partitions"] == [0, 1]
+    assert merged["at_risk_total"] == 1 + 1 + 5
     assert merged["read_at_ms"] == NOW - 9  # the oldest part's
 
 
 def test_a_candidate_no_longer_at_risk_is_left_out():
     """Candidates kept from an earlier read are re-checked at the moment asked: a SKU that stopped
     selling drifts out of the list as its rate decays."""
-    fading = sku_value("FADING", 20, sold_per_day={TMALL: 10.0})  # 2 days of cover at NOW
+    fading = views.RiskCandidate.of(sku_value("FADING", 20, sold_per_day={TMALL: 10.0}))  # 2 days of cover at NOW
     assert views.local_summary_answer(1, [fading], NOW, 21.0, [], [0])["at_risk_total"] == 1
     assert views.local_summary_answer(1, [fading], NOW + 30 * DAY_MS, 21.0, [], [0])["at_risk_total"] == 0
 
