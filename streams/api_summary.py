@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional
 
+from streams import metrics
 from streams.api_cluster import ShardUnavailable
 from streams.api_views import RiskCandidate, read_sku_value
 from streams.partitioning import partition_for
@@ -186,9 +187,11 @@ class SummarySweep:
                 if cover is not None and cover[0] < self.threshold_days:
                     summary.keep(candidate, cover[0], counted=True)
             summary.read_to = items[-1][0] if items else summary.read_to
+            held = time.perf_counter() - began
+            metrics.SUMMARY_SWEEP_SECONDS.inc(held)
             if after is None:
                 break
-            await asyncio.sleep((time.perf_counter() - began) * (1 / self.share - 1))
+            await asyncio.sleep(held * (1 / self.share - 1))
         summary.read_to = None
         del self._running[partition]
         self.done[partition] = summary

@@ -66,6 +66,10 @@ GC_PAUSE = Histogram(
     "generation collected (2: a full collection)", ["generation"], registry=REGISTRY,
     buckets=(0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
 )
+SUMMARY_SWEEP_SECONDS = Counter(
+    "stockstream_api_summary_sweep_seconds_total", "Time the dashboard summary's sweep held the event loop reading "
+    "the stock table (streams/api_summary.py; it runs only while summaries are asked for)", registry=REGISTRY,
+)
 BATCH_SIZE = Histogram(
     "stockstream_batch_events", "Events carried by one batch record", ["agent"], registry=REGISTRY,
     buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000),

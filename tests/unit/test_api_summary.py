@@ -41,10 +41,14 @@ def put(dbs, value):
 
 async def test_a_pass_counts_every_sku_and_keeps_those_at_risk(dbs):
     partition = put(dbs, sku_value("HOT", 20, sold_per_day={TMALL: 10.0}))  # 2 days of cover
+    from streams.metrics import REGISTRY
+
+    held_before = REGISTRY.get_sample_value("stockstream_api_summary_sweep_seconds_total")
     sweep = sweep_over(dbs, set(range(PARTITIONS)))
     for p in range(PARTITIONS):
         await sweep.sweep(p)
     assert sum(s.skus for s in sweep.done.values()) == 21
+    assert REGISTRY.get_sample_value("stockstream_api_summary_sweep_seconds_total") > held_before  # SREs see its share
     assert list(sweep.done[partition].at_risk) == ["HOT"]
     assert all(not s.at_risk for p, s in sweep.done.items() if p != partition)
 
