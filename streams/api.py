@@ -41,8 +41,9 @@ DASHBOARD_ASSETS = {
     "style.css": "text/css; charset=utf-8",
 }
 HISTORY_INTERVAL_S = 1.0
-# How long a summary asked for waits for the first pass over partitions this worker just got.
-SUMMARY_WAIT_S = 3.0
+# How long a summary asked for waits for the first pass over partitions this worker just got,
+# before answering with the figures so far.
+SUMMARY_WAIT_S = 1.0
 
 
 def _now_ms() -> int:
@@ -142,7 +143,7 @@ class Api:
 
     async def local_summary(self, at_ms: int, partitions: list[int]) -> dict:
         owned = self._owned(partitions)
-        parts = await self.summary.summaries(owned, SUMMARY_WAIT_S)
+        parts, pending = await self.summary.summaries(owned, SUMMARY_WAIT_S)
         wanted = set(owned)
         n = self.settings.partitions
         changes = self.history.recent_changes(lambda sku: partition_for(sku.encode(), n) in wanted)
@@ -151,7 +152,7 @@ class Api:
             [candidate for part in parts.values() for candidate in part.candidates()],
             at_ms, self.summary.threshold_days, changes, owned,
             min((part.read_at_ms for part in parts.values()), default=None),
-            sum(part.not_listed for part in parts.values()),
+            sum(part.not_listed for part in parts.values()), pending,
         )
 
     async def topic_counts(self) -> dict[str, Optional[int]]:

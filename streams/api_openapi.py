@@ -111,7 +111,7 @@ SCHEMAS = {
     "SummaryPart": obj({
         "skus": INT, "at_risk": {"type": "array", "items": ref("AtRisk")}, "at_risk_total": INT,
         "recent_changes": {"type": "array", "items": ref("RecentChange")}, "partitions": {"type": "array", "items": INT},
-        "read_at_ms": nullable(INT),
+        "read_at_ms": nullable(INT), "pending_partitions": {"type": "array", "items": INT},
     }),
     "Summary": obj({
         "skus": INT,
@@ -121,6 +121,8 @@ SCHEMAS = {
         "partitions": {"type": "array", "items": INT},
         "read_at_ms": {**nullable(INT), "description": "When the oldest figures were read: the SKU count and at-risk "
                        "list come from a background sweep of each worker's stock table, repeated while summaries are asked for"},
+        "pending_partitions": {"type": "array", "items": INT, "description": "Partitions whose first sweep after a "
+                               "start or rebalance is not finished: skus and the at-risk list count what was read so far"},
         "quarantine_records": {**nullable(INT), "description": "Records held in the quarantine topic (null: broker did not answer)"},
         "dead_letter_records": {**nullable(INT), "description": "Records held in the channel dead-letter topic"},
         "at_ms": INT,

@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Optional
 
 from streams import metrics
-from streams.api_cluster import ShardUnavailable
 from streams.api_views import RiskCandidate, read_sku_value
 from streams.partitioning import partition_for
 from streams.sku_allocation import SkuValue
@@ -106,21 +105,20 @@ class SummarySweep:
 
     # --- what the API calls -------------------------------------------------------------------
 
-    async def summaries(self, partitions: Iterable[int], wait_s: float) -> dict[int, PartitionSummary]:
-        """The last completed pass of each of `partitions`, waiting up to `wait_s` for a first one.
-        Raises ShardUnavailable naming the partitions still being read."""
+    async def summaries(self, partitions: Iterable[int], wait_s: float) -> tuple[dict[int, PartitionSummary], list[int]]:
+        """The last completed pass of each of `partitions`, waiting up to `wait_s` for first ones;
+        and the partitions still without one, whose figures so far are given instead (a first
+        pass after a start or rebalance takes a while on a large catalogue)."""
         self._asked_at = time.monotonic()
         self._asked.set()
         wanted = sorted(partitions)
         deadline = time.monotonic() + wait_s
         while True:
-            missing = [p for p in wanted if p not in self.done]
-            if not missing:
-                return {p: self.done[p] for p in wanted}
-            if time.monotonic() >= deadline:
-                raise ShardUnavailable(f"summary of partitions {missing} is still being read (a first pass over "
-                                       "their SKUs after a start or rebalance): retry shortly")
+            pending = [p for p in wanted if p not in self.done]
+            if not pending or time.monotonic() >= deadline:
+                break
             await asyncio.sleep(WAIT_POLL_S)
+        return {p: self.done.get(p) or self._running.get(p) or PartitionSummary() for p in wanted}, pending
 
     def observe(self, value: SkuValue, at_ms: int) -> None:
         """A value just written: re-check whether its SKU is at risk."""

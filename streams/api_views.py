@@ -317,12 +317,14 @@ class RiskCandidate(NamedTuple):
 def local_summary_answer(
     skus: int, candidates: Iterable[RiskCandidate], at_ms: int, threshold_days: float, changes: list[dict],
     partitions: list[int], read_at_ms: Optional[int] = None, at_risk_not_listed: int = 0,
+    pending: Iterable[int] = (),
 ) -> dict:
     """One worker's part of `GET /api/summary`: its SKU count, SKUs at risk and recent allocation
     changes (of SKUs in `partitions` only: `changes` must already be filtered). `candidates`: the
     SKUs that may be at risk at `at_ms` (every SKU, or those at risk when last read: without a
     write, days of cover only grow). `at_risk_not_listed`: more SKUs at risk when last read, counted
-    but not kept. `read_at_ms`: when the oldest of the figures was read."""
+    but not kept. `read_at_ms`: when the oldest of the figures was read. `pending`: partitions whose
+    first read is not finished (their figures so far are included)."""
     risky = []
     for candidate in candidates:
         entry = candidate.entry(at_ms, threshold_days)
@@ -331,7 +333,8 @@ def local_summary_answer(
     risky.sort(key=_risk_order)
     changes = sorted(changes, key=_change_order)[:RECENT_CHANGES_LIMIT]
     return {"skus": skus, "at_risk": risky[:AT_RISK_LIMIT], "at_risk_total": len(risky) + at_risk_not_listed,
-            "recent_changes": changes, "partitions": partitions, "read_at_ms": read_at_ms}
+            "recent_changes": changes, "partitions": partitions, "read_at_ms": read_at_ms,
+            "pending_partitions": sorted(pending)}
 
 
 def _risk_order(entry: dict) -> tuple:
@@ -343,6 +346,7 @@ def _change_order(change: dict) -> tuple:
 
 
 def merge_summaries(answers: Iterable[dict]) -> dict:
+    answers = list(answers)
     skus = 0
     risky: list[dict] = []
     risky_total = 0
@@ -359,4 +363,5 @@ def merge_summaries(answers: Iterable[dict]) -> dict:
     changes.sort(key=_change_order)
     return {"skus": skus, "at_risk": risky[:AT_RISK_LIMIT], "at_risk_total": risky_total,
             "recent_changes": changes[:RECENT_CHANGES_LIMIT], "partitions": sorted(partitions),
-            "read_at_ms": min(read_at) if read_at else None}
+            "read_at_ms": min(read_at) if read_at else None,
+            "pending_partitions": sorted(p for answer in answers for p in answer.get("pending_partitions", []))}

@@ -106,8 +106,10 @@ function renderTable(list) {
 }
 
 function renderSummary(summary) {
-  $("count-skus").textContent = summary.skus;
-  $("count-at-risk").textContent = summary.at_risk_total;
+  // Partitions still in their first sweep after a start or rebalance: counts so far.
+  const counting = (summary.pending_partitions ?? []).length ? "+ (counting)" : "";
+  $("count-skus").textContent = `${summary.skus}${counting}`;
+  $("count-at-risk").textContent = `${summary.at_risk_total}${counting}`;
   $("count-quarantine").textContent = summary.quarantine_records ?? "?";
   $("count-dead-letter").textContent = summary.dead_letter_records ?? "?";
   $("at-risk").replaceChildren(...summary.at_risk.map((r) =>

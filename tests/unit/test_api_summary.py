@@ -9,7 +9,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from streams.api_cluster import ShardUnavailable
 from streams.api_summary import SummarySweep
 from tests.unit.test_api_views import NOW, TMALL, sku_value
 from tests.unit.test_table_scan import PARTITIONS, close, open_partitions
@@ -106,12 +105,13 @@ async def test_a_write_during_a_pass_is_kept_whether_the_pass_read_it_or_not(dbs
 async def test_revoked_partitions_are_forgotten_and_asks_wait_for_a_first_pass(dbs):
     owned = {0, 1}
     sweep = sweep_over(dbs, owned)
-    with pytest.raises(ShardUnavailable, match=r"partitions \[0, 1\]"):
-        await sweep.summaries([0, 1], wait_s=0.1)  # nothing runs the sweep here: no pass yet
+    parts, pending = await sweep.summaries([0, 1], wait_s=0.1)  # nothing runs the sweep here: no pass yet
+    assert pending == [0, 1] and all(part.skus == 0 for part in parts.values())
     runner = asyncio.ensure_future(sweep.run())
     try:
-        parts = await sweep.summaries([0, 1], wait_s=5.0)
-        assert set(parts) == {0, 1}
+        parts, pending = await sweep.summaries([0, 1], wait_s=5.0)
+        assert set(parts) == {0, 1} and pending == []
+        assert sum(part.skus for part in parts.values()) == sum(1 for p in (0, 1) for k in dbs[p].keys() if k.startswith(b"S"))
         owned.discard(1)
         sweep.forget([1])
         assert 1 not in sweep.done
@@ -127,3 +127,14 @@ async def test_the_sweep_idles_while_nobody_asks(dbs):
     assert sweep.done == {}  # never asked: never read
     await sweep.summaries([0], wait_s=5.0)
     runner.cancel()
+
+
+async def test_an_ask_during_a_first_pass_gets_the_figures_so_far(dbs):
+    sweep = sweep_over(dbs, {0}, slice_keys=1)
+    running = asyncio.ensure_future(sweep.sweep(0))
+    await asyncio.sleep(0)  # one slice read
+    parts, pending = await sweep.summaries([0], wait_s=0)
+    assert pending == [0] and parts[0].skus == 1
+    await running
+    parts, pending = await sweep.summaries([0], wait_s=0)
+    assert pending == [] and parts[0].skus == sum(1 for k in dbs[0].keys() if k.startswith(b"S"))
