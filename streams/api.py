@@ -132,10 +132,7 @@ class Api:
         owned = self._owned(partitions)
         after = None if query.after is None else query.after.encode()
         read = read_owned(partition_dbs(self.stock), owned, after, self.settings.api_list_scan_keys)
-        values = [views.read_sku_value(raw) for key, raw in read.items
-                  if query.matches_sku(key.decode("utf-8", "replace"))]
-        answer = views.local_ats_answer(
-            values, query, owned, None if read.resume_after is None else read.resume_after.decode("utf-8", "replace"))
+        answer = views.local_ats_read(read.items, read.resume_after, query, owned)
         if query.history:
             for item in answer["items"]:
                 item["history"] = self.history.points(item["sku"])

@@ -189,6 +189,11 @@ class AtsQuery:
             return False
         return self.q is None or self.q.lower() in sku.lower()
 
+    @property
+    def reads_values(self) -> bool:
+        """Whether matching needs a SKU's value, or its key alone decides."""
+        return self.location is not None or self.channel is not None or self.below is not None
+
     def matches(self, value: SkuValue) -> bool:
         stock = value.stock
         if not self.matches_sku(stock.sku):
@@ -251,7 +256,8 @@ def parse_partitions(raw: Optional[str], total: int) -> list[int]:
 
 
 def local_ats_answer(
-    values: Iterable[SkuValue], query: AtsQuery, partitions: list[int], read_to: Optional[str] = None
+    values: Iterable[SkuValue], query: AtsQuery, partitions: list[int], read_to: Optional[str] = None,
+    matched_count: Optional[int] = None,
 ) -> dict:
     """One worker's part of `GET /ats`: the matching SKUs of `values` (its partitions), sorted, at
     most `limit` of them. `values` holds every SKU of those partitions after `query.after` up to
@@ -259,11 +265,29 @@ def local_ats_answer(
 
     `total`: how many matched, known only when the read reached the end. `resume_after`: the SKU up
     to which this answer is complete (the last item when more matched than `limit`, else
-    `read_to`); None when it is complete to the end."""
+    `read_to`); None when it is complete to the end.
+
+    `matched_count`: for queries whose keys alone decide (`reads_values` false), how many keys
+    matched when `values` holds only the first `limit` of them: the rest need no decoding."""
     matched = sorted((v for v in values if query.matches(v)), key=lambda v: v.stock.sku)
-    resume_after = matched[query.limit - 1].stock.sku if len(matched) > query.limit else read_to
-    return {"items": [list_item(v) for v in matched[: query.limit]], "total": None if read_to is not None else len(matched),
+    count = len(matched) if matched_count is None else matched_count
+    resume_after = matched[query.limit - 1].stock.sku if count > query.limit else read_to
+    return {"items": [list_item(v) for v in matched[: query.limit]], "total": None if read_to is not None else count,
             "resume_after": resume_after, "partitions": partitions}
+
+
+def local_ats_read(
+    items: list[tuple[bytes, bytes]], read_to: Optional[bytes], query: AtsQuery, partitions: list[int]
+) -> dict:
+    """`local_ats_answer` over (key, value) pairs read from the stock table in key order, every key
+    after `query.after` up to `read_to` (streams/table_scan.py). Values are decoded only where
+    needed: for a query its keys decide (the dashboard's unfiltered view), only the SKUs listed."""
+    matching = [raw for key, raw in items if query.matches_sku(key.decode("utf-8", "replace"))]
+    read_to_sku = None if read_to is None else read_to.decode("utf-8", "replace")
+    if query.reads_values:
+        return local_ats_answer([read_sku_value(raw) for raw in matching], query, partitions, read_to_sku)
+    return local_ats_answer([read_sku_value(raw) for raw in matching[: query.limit]], query, partitions, read_to_sku,
+                            matched_count=len(matching))
 
 
 def merge_ats_answers(answers: Iterable[dict], limit: int) -> dict:

@@ -62,7 +62,11 @@ def read_partition(db: Any, after: Optional[bytes], budget: int) -> Slice:
 def read_owned(dbs: Mapping[int, Any], partitions: Iterable[int], after: Optional[bytes], budget: int) -> Slice:
     """Up to `budget` pairs after `after` over the databases of `partitions`, merged in key order:
     nothing is left out before `resume_after` in any of them."""
-    slices = [read_partition(dbs[p], after, budget) for p in sorted(partitions) if p in dbs]
+    present = [p for p in sorted(partitions) if p in dbs]
+    # Keys hash evenly over partitions: a share of the budget each fills it with few reads wasted
+    # past the smallest stop.
+    share = -(-budget // max(1, len(present)))
+    slices = [read_partition(dbs[p], after, share) for p in present]
     # Past the smallest key a partition stopped at, that partition may hold keys not read yet.
     stops = [s.resume_after for s in slices if s.resume_after is not None]
     frontier = min(stops) if stops else None

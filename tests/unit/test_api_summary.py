@@ -138,3 +138,21 @@ async def test_an_ask_during_a_first_pass_gets_the_figures_so_far(dbs):
     await running
     parts, pending = await sweep.summaries([0], wait_s=0)
     assert pending == [] and parts[0].skus == sum(1 for k in dbs[0].keys() if k.startswith(b"S"))
+
+
+async def test_passes_after_the_first_take_a_tenth_of_the_share(dbs):
+    sweep = sweep_over(dbs, {0, 1})
+    shares = []
+    real_sweep = sweep.sweep
+
+    async def recording(partition, share=None):
+        shares.append((partition, share))
+        await real_sweep(partition, share)
+
+    sweep.sweep = recording
+    runner = asyncio.ensure_future(sweep.run())
+    await sweep.summaries([0, 1], wait_s=5.0)
+    while len(shares) < 4:
+        await asyncio.sleep(0.05)
+    runner.cancel()
+    assert shares[:4] == [(0, 1.0), (1, 1.0), (0, 0.1), (1, 0.1)]
