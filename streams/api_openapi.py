@@ -73,7 +73,9 @@ SCHEMAS = {
         "next_after": {**nullable(STR), "description": "Pass as `after` for the next page; null on the last page"},
         "partitions": {"type": "array", "items": INT, "description": "Partitions answered for: all of them"},
     }),
-    "AtsListPart": obj({"items": {"type": "array", "items": ref("AtsListItem")}, "total": nullable(INT),
+    "AtsListPart": obj({"items": {"type": "array", "items": ref("AtsListItem")},
+                        "total": {**INT, "description": "SKUs matching among those read"},
+                        "complete": {**BOOL, "description": "The read reached the end: total is every match"},
                         "resume_after": {**nullable(STR), "description": "Complete up to this SKU; null: to the end"},
                         "partitions": {"type": "array", "items": INT}}),
     "ChannelAllocation": obj({

@@ -263,16 +263,18 @@ def local_ats_answer(
     most `limit` of them. `values` holds every SKU of those partitions after `query.after` up to
     `read_to` included (None: to the end; a bounded read stops earlier, streams/table_scan.py).
 
-    `total`: how many matched, known only when the read reached the end. `resume_after`: the SKU up
-    to which this answer is complete (the last item when more matched than `limit`, else
-    `read_to`); None when it is complete to the end.
+    `total`: how many of the SKUs read matched; `complete`: whether the read reached the end (only
+    then is `total` every match; an int either way, so that a worker of an older version merging
+    this answer during a rolling upgrade still can). `resume_after`: the SKU up to which this
+    answer is complete (the last item when more matched than `limit`, else `read_to`); None when
+    it is complete to the end.
 
     `matched_count`: for queries whose keys alone decide (`reads_values` false), how many keys
     matched when `values` holds only the first `limit` of them: the rest need no decoding."""
     matched = sorted((v for v in values if query.matches(v)), key=lambda v: v.stock.sku)
     count = len(matched) if matched_count is None else matched_count
     resume_after = matched[query.limit - 1].stock.sku if count > query.limit else read_to
-    return {"items": [list_item(v) for v in matched[: query.limit]], "total": None if read_to is not None else count,
+    return {"items": [list_item(v) for v in matched[: query.limit]], "total": count, "complete": read_to is None,
             "resume_after": resume_after, "partitions": partitions}
 
 
@@ -303,8 +305,9 @@ def merge_ats_answers(answers: Iterable[dict], limit: int) -> dict:
     if len(items) > limit:
         items = items[:limit]
         next_after = items[-1]["sku"]
-    totals = [answer.get("total") for answer in answers]
-    total = None if None in totals else sum(totals)
+    # Answers of older workers (rolling upgrade) have no `complete`: they read everything.
+    complete = all(answer.get("complete", True) for answer in answers)
+    total = sum(answer["total"] for answer in answers) if complete else None
     partitions = sorted(p for answer in answers for p in answer["partitions"])
     return {"items": items, "total": total, "truncated": next_after is not None, "next_after": next_after,
             "partitions": partitions}

@@ -216,3 +216,15 @@ def test_the_values_waiting_for_the_sampler_are_bounded():
         writes.on_table_set(table, f"S{i}".encode(), b"v1")
     writes.on_table_set(table, b"S0", b"v2")  # a SKU already waiting keeps its newest value
     assert writes.pending == {b"S0": b"v2", b"S1": b"v1", b"S2": b"v1"} and writes.skipped == 7
+
+
+def test_answers_of_older_workers_still_merge():
+    """A rolling upgrade: an older worker's part has neither `complete` nor `resume_after` (it read
+    everything), and a newer part's `total` stays an int for an older worker to add up."""
+    new_part = views.local_ats_answer([sku_value("B", 1)], views.AtsQuery(), [1], read_to="B")
+    assert isinstance(new_part["total"], int) and new_part["complete"] is False
+    old_part = {"items": [views.list_item(sku_value("A", 1))], "total": 1, "partitions": [0]}
+    merged = views.merge_ats_answers([old_part, new_part], 10)
+    assert [item["sku"] for item in merged["items"]] == ["A", "B"] and merged["total"] is None
+    assert merged["next_after"] == "B"
+    assert views.merge_ats_answers([old_part], 10)["total"] == 1
