@@ -18,8 +18,10 @@ import heapq
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Optional
 
+from faust.stores.rocksdb import Store
+
 # Faust's RocksDB store keeps each partition's consumed changelog offset under this key.
-FAUST_OFFSET_KEY = b"__faust\0offset__"
+FAUST_OFFSET_KEY: bytes = Store.offset_key
 
 
 def partition_dbs(table: Any) -> Mapping[int, Any]:

@@ -17,6 +17,7 @@ import mode
 
 from streams import metrics
 from streams.consumer_lag import LAG_INTERVAL_S, TopicGauge, faust_offset_rows, lag_by_topic
+from streams.table_scan import partition_dbs
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +33,7 @@ def estimated_keys(dbs: Mapping[int, Any], partitions: set[int]) -> int:
 def active_table_keys(app: faust.App, table: faust.Table) -> int:
     topic = table.changelog_topic_name
     actives = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
-    # The RocksDB store keeps one open database per partition (faust.stores.rocksdb.Store._dbs);
-    # Faust exposes no public way to them short of iterating keys.
-    return estimated_keys(getattr(table.data, "_dbs", {}), actives)
+    return estimated_keys(partition_dbs(table), actives)
 
 
 class WorkerMetricsService(mode.Service):
