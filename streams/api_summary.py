@@ -134,11 +134,11 @@ class SummarySweep:
         if running is not None and (running.read_to is None or key > running.read_to):
             running = None  # the running pass has not read this key yet: it will read this value
         candidate = RiskCandidate.of(value)
-        cover = candidate.days_of_cover(at_ms)
+        cover = candidate.cover_at_risk(at_ms, self.threshold_days)
         for summary in (self.done.get(partition), running):
             if summary is None:
                 continue
-            if cover is not None and cover[0] < self.threshold_days:
+            if cover is not None:
                 summary.keep(candidate, cover[0], counted=False)
             else:
                 summary.at_risk.pop(sku, None)
@@ -189,8 +189,8 @@ class SummarySweep:
             for _key, raw in items:
                 candidate = RiskCandidate.of(self.read(raw))
                 summary.skus += 1
-                cover = candidate.days_of_cover(summary.read_at_ms)
-                if cover is not None and cover[0] < self.threshold_days:
+                cover = candidate.cover_at_risk(summary.read_at_ms, self.threshold_days)
+                if cover is not None:
                     summary.keep(candidate, cover[0], counted=True)
             summary.read_to = items[-1][0] if items else summary.read_to
             held = time.perf_counter() - began

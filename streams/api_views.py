@@ -332,10 +332,15 @@ class RiskCandidate(NamedTuple):
             return None
         return self.ats / rate, rate
 
+    def cover_at_risk(self, at_ms: int, threshold_days: float) -> Optional[tuple[float, float]]:
+        """`days_of_cover` if the ATS covers fewer than `threshold_days` days of sales, else None."""
+        cover = self.days_of_cover(at_ms)
+        return None if cover is None or cover[0] >= threshold_days else cover
+
     def entry(self, at_ms: int, threshold_days: float) -> Optional[dict]:
         """The SKU if its ATS covers fewer than `threshold_days` days of sales at the current rate."""
-        cover = self.days_of_cover(at_ms)
-        if cover is None or cover[0] >= threshold_days:
+        cover = self.cover_at_risk(at_ms, threshold_days)
+        if cover is None:
             return None
         days, rate = cover
         return {"sku": self.sku, "ats": self.ats, "units_per_day": round(rate, 3), "days_of_cover": round(days, 3)}
