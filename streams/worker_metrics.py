@@ -16,6 +16,7 @@ import faust
 import mode
 
 from streams import metrics
+from streams.api_cluster import local_partitions
 from streams.consumer_lag import LAG_INTERVAL_S, TopicGauge, faust_offset_rows, lag_by_topic
 from streams.table_scan import partition_dbs
 
@@ -31,9 +32,7 @@ def estimated_keys(dbs: Mapping[int, Any], partitions: set[int]) -> int:
 
 
 def active_table_keys(app: faust.App, table: faust.Table) -> int:
-    topic = table.changelog_topic_name
-    actives = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topic}
-    return estimated_keys(partition_dbs(table), actives)
+    return estimated_keys(partition_dbs(table), local_partitions(app, table))
 
 
 class WorkerMetricsService(mode.Service):
